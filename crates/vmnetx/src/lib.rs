@@ -1,0 +1,22 @@
+//! VMNetX: the identity and the packages of the Olive Archive.
+//!
+//! This crate knows everything about a VMNetX virtual machine that does not
+//! involve its disk contents:
+//!
+//! - [`url`]: canonicalising a `vmnetx+https://…` URL exactly as the original
+//!   Python tool (yarl) does, and deriving the Sinfonia backend UUID from it;
+//! - [`package`]: opening a `.nxpk` package (a ZIP archive), reading its
+//!   manifest and locating its members without copying them;
+//! - [`domain`]: the few facts of the libvirt `domain.xml` that matter to us
+//!   (vCPUs, memory, disk bus and format, machine, network);
+//! - [`reference`](crate::reference): `.netx` reference files that point at a package URL;
+//! - [`fetch`]: downloading a package over HTTP(S) with resume and timeouts.
+//!
+//! XML is parsed with `roxmltree`, which never expands entities beyond the
+//! predefined ones and rejects DTD entity bombs.
+
+pub mod domain;
+pub mod fetch;
+pub mod package;
+pub mod reference;
+pub mod url;

@@ -1,0 +1,701 @@
+#![allow(clippy::unwrap_used)]
+//! Tests of `vmnetx::fetch` against a small misbehaving HTTP/1.1 server.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use vmnetx::fetch::{FetchError, FetchOptions, NoProgress, Progress, fetch_to_file};
+
+const BODY_LEN: usize = 5 * 1024 * 1024;
+
+/// A deterministic pseudo-random body (xorshift64).
+fn body() -> Arc<Vec<u8>> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(BODY_LEN);
+    while out.len() < BODY_LEN {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(BODY_LEN);
+    Arc::new(out)
+}
+
+/// How the test server (mis)behaves.
+#[derive(Clone, Default)]
+struct Behaviour {
+    /// Answer `Range: bytes=N-` with 206.
+    honour_range: bool,
+    /// Answer every range request with 416.
+    refuse_range: bool,
+    /// Shift the start of the Content-Range by one byte.
+    wrong_range_start: bool,
+    /// Close after this many body bytes on the first this many responses.
+    drop_after: Option<(usize, usize)>,
+    /// Send this many bytes (none after the first response), sleep, close,
+    /// on the first this many responses.
+    stall: Option<(usize, Duration, usize)>,
+    /// Announce this many more bytes than are sent, every time.
+    extra_announced: usize,
+    /// Send this many bytes more than Content-Length, chunked.
+    chunked_excess: usize,
+    /// Send this many bytes more than Content-Length, raw.
+    raw_excess: usize,
+    /// After the first response, the body is this many bytes shorter.
+    shrink_after_first: usize,
+    /// No Content-Length; the end of the body is the end of the connection.
+    no_length: bool,
+    /// Answer every request on the data path with this status.
+    status: Option<u16>,
+    /// ETag header to send.
+    etag: Option<&'static str>,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Logged {
+    path: String,
+    range: Option<String>,
+    if_range: Option<String>,
+}
+
+/// A running test server.
+struct Server {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Logged>>>,
+    body: Arc<Vec<u8>>,
+}
+
+impl Server {
+    fn start(behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let body = body();
+        let shared = Arc::new(Shared {
+            behaviour,
+            body: Arc::clone(&body),
+            log: Arc::clone(&log),
+            responses: AtomicUsize::new(0),
+        });
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let shared = Arc::clone(&shared);
+                thread::spawn(move || {
+                    let _ = shared.handle(stream);
+                });
+            }
+        });
+        Server { addr, log, body }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn log(&self) -> Vec<Logged> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+struct Shared {
+    behaviour: Behaviour,
+    body: Arc<Vec<u8>>,
+    log: Arc<Mutex<Vec<Logged>>>,
+    responses: AtomicUsize,
+}
+
+/// Reads a request head; returns the path and the lower-cased headers.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<(String, String)>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        if stream.read(&mut byte)? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .unwrap_or("/")
+        .to_owned();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok((path, headers))
+}
+
+fn find(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+impl Shared {
+    fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let (path, headers) = read_head(&mut stream)?;
+        let range = find(&headers, "range");
+        self.log.lock().unwrap().push(Logged {
+            path: path.clone(),
+            range: range.clone(),
+            if_range: find(&headers, "if-range"),
+        });
+        let path_only = path.split('?').next().unwrap_or("");
+        match path_only {
+            "/data" => self.data(&mut stream, range.as_deref()),
+            "/old" => simple(&mut stream, "302 Found", "Location: /data\r\n"),
+            "/loop" => simple(&mut stream, "302 Found", "Location: /loop\r\n"),
+            "/ftp" => simple(&mut stream, "302 Found", "Location: ftp://127.0.0.1/x\r\n"),
+            _ => simple(&mut stream, "404 Not Found", ""),
+        }
+    }
+
+    fn data(&self, stream: &mut TcpStream, range: Option<&str>) -> std::io::Result<()> {
+        let b = &self.behaviour;
+        if let Some(status) = b.status {
+            return simple(stream, &format!("{status} Oops"), "");
+        }
+        let index = self.responses.fetch_add(1, Ordering::SeqCst);
+        let real_len = if index > 0 {
+            self.body.len() - b.shrink_after_first
+        } else {
+            self.body.len()
+        };
+        let body = &self.body[..real_len];
+        let announced = real_len + b.extra_announced;
+        let start = range
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|r| r.parse::<usize>().ok())
+            .filter(|_| b.honour_range || b.refuse_range);
+        let mut head = String::new();
+        if let Some(etag) = b.etag {
+            head.push_str(&format!("ETag: {etag}\r\n"));
+        }
+        let (status, payload) = match start {
+            Some(_) if b.refuse_range => return simple(stream, "416 Range Not Satisfiable", ""),
+            Some(start) => {
+                let shown = if b.wrong_range_start {
+                    start + 1
+                } else {
+                    start
+                };
+                head.push_str(&format!(
+                    "Content-Range: bytes {shown}-{}/{announced}\r\nContent-Length: {}\r\n",
+                    announced - 1,
+                    announced - start
+                ));
+                ("206 Partial Content", &body[start.min(real_len)..])
+            }
+            None => {
+                if !b.no_length {
+                    head.push_str(&format!("Content-Length: {announced}\r\n"));
+                }
+                ("200 OK", body)
+            }
+        };
+        if b.chunked_excess > 0 {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+        }
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\n{head}Connection: close\r\n\r\n"
+        )?;
+        self.payload(stream, payload, index)
+    }
+
+    fn payload(&self, stream: &mut TcpStream, payload: &[u8], index: usize) -> std::io::Result<()> {
+        let b = &self.behaviour;
+        if let Some((bytes, count)) = b.drop_after
+            && index < count
+        {
+            stream.write_all(&payload[..bytes.min(payload.len())])?;
+            return stream.flush();
+        }
+        if let Some((bytes, sleep, count)) = b.stall
+            && index < count
+        {
+            // Only the first response sends something before stalling.
+            let bytes = if index == 0 { bytes } else { 0 };
+            stream.write_all(&payload[..bytes.min(payload.len())])?;
+            stream.flush()?;
+            thread::sleep(sleep);
+            return Ok(());
+        }
+        if b.chunked_excess > 0 {
+            let mut all = payload.to_vec();
+            all.extend(std::iter::repeat_n(0x55, b.chunked_excess));
+            for chunk in all.chunks(65536) {
+                write!(stream, "{:x}\r\n", chunk.len())?;
+                stream.write_all(chunk)?;
+                stream.write_all(b"\r\n")?;
+            }
+            return stream.write_all(b"0\r\n\r\n");
+        }
+        stream.write_all(payload)?;
+        stream.write_all(&vec![0xAA; b.raw_excess])
+    }
+}
+
+/// A response with a short text body.
+fn simple(stream: &mut TcpStream, status: &str, extra: &str) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: 4\r\nConnection: close\r\n\r\nnope"
+    )
+}
+
+/// Records what the download reported.
+#[derive(Default)]
+struct Recorder {
+    starts: Vec<Option<u64>>,
+    position: u64,
+    retries: Vec<(u32, String)>,
+}
+
+impl Progress for Recorder {
+    fn start(&mut self, total: Option<u64>) {
+        self.starts.push(total);
+        self.position = 0;
+    }
+    fn advance(&mut self, bytes: u64) {
+        self.position += bytes;
+    }
+    fn retry(&mut self, attempt: u32, error: &FetchError) {
+        self.retries.push((attempt, error.to_string()));
+    }
+}
+
+fn quick() -> FetchOptions {
+    FetchOptions {
+        connect_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(1),
+        max_retries: 3,
+        ..FetchOptions::default()
+    }
+}
+
+struct Dest {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn dest() -> Dest {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("package.nxpk");
+    Dest { _dir: dir, path }
+}
+
+fn fetch(url: &str, path: &Path, options: &FetchOptions) -> Result<u64, FetchError> {
+    fetch_to_file(url, path, options, &mut NoProgress)
+}
+
+fn assert_exact(path: &Path, body: &[u8]) {
+    let got = std::fs::read(path).unwrap();
+    assert_eq!(got.len(), body.len(), "file size");
+    assert!(got == body, "file contents differ from the served body");
+}
+
+#[test]
+fn downloads_the_exact_body() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let mut progress = Recorder::default();
+    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    assert_eq!(progress.starts, vec![Some(BODY_LEN as u64)]);
+    assert_eq!(progress.position, BODY_LEN as u64);
+    assert!(progress.retries.is_empty());
+    assert_eq!(server.log().len(), 1);
+    assert!(server.log()[0].range.is_none());
+}
+
+#[test]
+fn overwrites_an_existing_destination() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    std::fs::write(&dest.path, vec![1u8; BODY_LEN + 1000]).unwrap();
+    fetch(&server.url("/data"), &dest.path, &quick()).unwrap();
+    assert_exact(&dest.path, &server.body);
+}
+
+#[test]
+fn resumes_dropped_connections_with_range() {
+    let server = Server::start(Behaviour {
+        honour_range: true,
+        drop_after: Some((1_000_003, 3)),
+        etag: Some("\"v1\""),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let mut progress = Recorder::default();
+    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    let log = server.log();
+    let ranges: Vec<_> = log.iter().map(|l| l.range.clone()).collect();
+    assert_eq!(
+        ranges,
+        vec![
+            None,
+            Some("bytes=1000003-".to_owned()),
+            Some("bytes=2000006-".to_owned()),
+            Some("bytes=3000009-".to_owned()),
+        ]
+    );
+    assert!(
+        log[1..]
+            .iter()
+            .all(|l| l.if_range.as_deref() == Some("\"v1\""))
+    );
+    assert_eq!(progress.starts.len(), 1);
+    assert_eq!(progress.position, BODY_LEN as u64);
+    assert_eq!(progress.retries.len(), 3);
+    assert!(progress.retries.iter().all(|(attempt, _)| *attempt == 1));
+}
+
+#[test]
+fn restarts_when_the_server_ignores_range() {
+    let server = Server::start(Behaviour {
+        drop_after: Some((2_000_000, 2)),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let mut progress = Recorder::default();
+    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    let log = server.log();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].range.as_deref(), Some("bytes=2000000-"));
+    assert_eq!(progress.starts.len(), 3);
+    assert_eq!(progress.position, BODY_LEN as u64);
+}
+
+#[test]
+fn a_restart_with_another_size_is_an_error() {
+    let server = Server::start(Behaviour {
+        drop_after: Some((1_000_000, 1)),
+        shrink_after_first: 10,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::Changed { .. }), "{error:?}");
+    assert!(error.to_string().contains("size"), "{error}");
+}
+
+#[test]
+fn a_refused_range_is_an_error() {
+    let server = Server::start(Behaviour {
+        refuse_range: true,
+        drop_after: Some((1_000_000, 1)),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    assert!(error.to_string().contains("416"), "{error}");
+}
+
+#[test]
+fn a_wrong_content_range_is_an_error() {
+    let server = Server::start(Behaviour {
+        honour_range: true,
+        wrong_range_start: true,
+        drop_after: Some((1_000_000, 1)),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::BadRange { .. }), "{error:?}");
+}
+
+#[test]
+fn a_server_that_sends_less_than_announced_is_an_error() {
+    let server = Server::start(Behaviour {
+        honour_range: true,
+        extra_announced: 1000,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let options = FetchOptions {
+        max_retries: 2,
+        ..quick()
+    };
+    let began = Instant::now();
+    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(5));
+    let text = error.to_string();
+    assert!(
+        matches!(error, FetchError::RetriesExhausted { .. }),
+        "{error:?}"
+    );
+    assert!(text.contains("fewer bytes than announced"), "{text}");
+    assert!(
+        text.contains(&format!("of {} bytes", BODY_LEN + 1000)),
+        "{text}"
+    );
+    // First request, then 2 retries.
+    assert_eq!(server.log().len(), 3);
+}
+
+#[test]
+fn a_lying_server_that_ignores_range_is_an_error() {
+    let server = Server::start(Behaviour {
+        extra_announced: 1000,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let options = FetchOptions {
+        max_retries: 1,
+        ..quick()
+    };
+    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
+    assert!(
+        error.to_string().contains("fewer bytes than announced"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_server_that_sends_more_than_announced_is_an_error() {
+    let server = Server::start(Behaviour {
+        chunked_excess: 100,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::TooLong { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("more bytes than announced"),
+        "{error}"
+    );
+    let written = std::fs::metadata(&dest.path).unwrap().len();
+    assert!(written <= BODY_LEN as u64);
+}
+
+#[test]
+fn bytes_past_the_content_length_never_reach_the_file() {
+    // HTTP/1.1 delimits the body by Content-Length: the excess is not part of
+    // the body and cannot be seen by the client, but must never be written.
+    let server = Server::start(Behaviour {
+        raw_excess: 100_000,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let size = fetch(&server.url("/data"), &dest.path, &quick()).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+}
+
+#[test]
+fn without_content_length_reads_to_the_end() {
+    let server = Server::start(Behaviour {
+        no_length: true,
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let mut progress = Recorder::default();
+    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    assert_eq!(progress.starts, vec![None]);
+}
+
+#[test]
+fn an_http_error_is_reported_with_its_status() {
+    let server = Server::start(Behaviour {
+        status: Some(404),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("404"), "{text}");
+    assert!(text.contains(&server.url("/data")), "{text}");
+    let server = Server::start(Behaviour {
+        status: Some(500),
+        ..Behaviour::default()
+    });
+    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    assert!(error.to_string().contains("500"), "{error}");
+    assert_eq!(server.log().len(), 1, "a first answer 500 is not retried");
+}
+
+#[test]
+fn query_strings_never_appear_in_errors() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let url = format!(
+        "http://user:PASSWORD@{}/missing?token=SECRET#frag",
+        server.addr
+    );
+    let error = fetch(&url, &dest.path, &quick()).unwrap_err();
+    let text = format!("{error} {error:?}");
+    assert!(text.contains("404"), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+    assert!(!text.contains("PASSWORD"), "{text}");
+    assert!(text.contains("/missing"), "{text}");
+}
+
+#[test]
+fn query_strings_never_appear_in_redirect_errors() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let error = fetch(&server.url("/loop?token=SECRET"), &dest.path, &quick()).unwrap_err();
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("SECRET"), "{text}");
+}
+
+#[test]
+fn a_stalled_connection_is_resumed() {
+    let server = Server::start(Behaviour {
+        honour_range: true,
+        stall: Some((100_000, Duration::from_secs(4), 1)),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let mut progress = Recorder::default();
+    let began = Instant::now();
+    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    assert_eq!(server.log()[1].range.as_deref(), Some("bytes=100000-"));
+    assert_eq!(progress.retries.len(), 1);
+    assert!(
+        progress.retries[0].1.contains("no data"),
+        "{:?}",
+        progress.retries
+    );
+}
+
+#[test]
+fn a_server_that_always_stalls_gives_up_in_bounded_time() {
+    let server = Server::start(Behaviour {
+        honour_range: true,
+        stall: Some((100_000, Duration::from_secs(10), usize::MAX)),
+        ..Behaviour::default()
+    });
+    let dest = dest();
+    let options = FetchOptions {
+        max_retries: 1,
+        ..quick()
+    };
+    let began = Instant::now();
+    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
+    // Two idle timeouts of 1 s and one backoff of 0.5 s.
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        matches!(error, FetchError::RetriesExhausted { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("no data"), "{error}");
+}
+
+#[test]
+fn a_refused_connection_is_an_error() {
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dest = dest();
+    let began = Instant::now();
+    let error = fetch(&format!("http://{addr}/data"), &dest.path, &quick()).unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(3));
+    assert!(matches!(error, FetchError::Connect { .. }), "{error:?}");
+    assert!(error.to_string().contains("cannot connect"), "{error}");
+}
+
+#[test]
+fn a_redirect_is_followed() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let size = fetch(&server.url("/old"), &dest.path, &quick()).unwrap();
+    assert_eq!(size, BODY_LEN as u64);
+    assert_exact(&dest.path, &server.body);
+    let paths: Vec<_> = server.log().iter().map(|l| l.path.clone()).collect();
+    assert_eq!(paths, vec!["/old", "/data"]);
+}
+
+#[test]
+fn a_redirect_loop_is_an_error() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let error = fetch(&server.url("/loop"), &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::Redirect { .. }), "{error:?}");
+    assert!(error.to_string().contains("redirects"), "{error}");
+    assert_eq!(server.log().len(), 11);
+}
+
+#[test]
+fn a_redirect_to_another_scheme_is_an_error() {
+    let server = Server::start(Behaviour::default());
+    let dest = dest();
+    let error = fetch(&server.url("/ftp"), &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::Redirect { .. }), "{error:?}");
+}
+
+#[test]
+fn other_schemes_are_rejected_without_network() {
+    let dest = dest();
+    for url in ["ftp://127.0.0.1:1/package.nxpk", "file:///etc/passwd"] {
+        let error = fetch(url, &dest.path, &quick()).unwrap_err();
+        assert!(
+            matches!(error, FetchError::UnsupportedScheme { .. }),
+            "{error:?}"
+        );
+    }
+    let error = fetch("not a url", &dest.path, &quick()).unwrap_err();
+    assert!(matches!(error, FetchError::InvalidUrl { .. }), "{error:?}");
+    assert!(!dest.path.exists());
+}
+
+#[test]
+fn default_options() {
+    let options = FetchOptions::default();
+    assert_eq!(options.connect_timeout, Duration::from_secs(30));
+    assert_eq!(options.idle_timeout, Duration::from_secs(60));
+    assert_eq!(options.max_retries, 5);
+    assert!(options.user_agent.starts_with("olive2022/"));
+}
+
+#[test]
+fn a_tls_failure_is_a_connect_error() {
+    // Something that is not a TLS server: answers plain text at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dest = dest();
+    let began = Instant::now();
+    let error = fetch(&format!("https://{addr}/data"), &dest.path, &quick()).unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(3));
+    assert!(matches!(error, FetchError::Connect { .. }), "{error:?}");
+}
