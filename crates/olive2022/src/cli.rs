@@ -1,0 +1,161 @@
+//! The command line: the original tool's subcommands, flags and environment
+//! variables, plus `uuid` and `extract`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The tier-1 Sinfonia service of the original.
+pub const DEFAULT_TIER1_URL: &str = "https://cmu.findcloudlet.org";
+/// The registry of the original.
+pub const DEFAULT_REGISTRY: &str = "registry.cmusatyalab.org/cloudlet-discovery/olive2022";
+
+/// Launch and convert VMs of the Olive Archive on nearby cloudlets.
+#[derive(Debug, Parser)]
+#[command(name = "olive2022", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Print what would be done instead of doing it.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+    /// Print only errors and final results.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more about what happens.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the desktop handler for vmnetx:// URLs.
+    Install(InstallArgs),
+    /// Remove the desktop handler for vmnetx:// URLs.
+    Uninstall,
+    /// Launch a Virtual Machine (VM) image with Sinfonia.
+    Launch(LaunchArgs),
+    /// Wait for the VM's display and start a VNC viewer (inside a tunnel).
+    Stage2,
+    /// Convert a VMNetX package to a containerDisk image and a recipe.
+    Convert(ConvertArgs),
+    /// Print the Sinfonia UUID of a VMNetX URL.
+    Uuid(UuidArgs),
+    /// Extract the disk of a VMNetX package as a compressed qcow2 image.
+    Extract(ExtractArgs),
+}
+
+impl Command {
+    /// The subcommand's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Install(_) => "install",
+            Command::Uninstall => "uninstall",
+            Command::Launch(_) => "launch",
+            Command::Stage2 => "stage2",
+            Command::Convert(_) => "convert",
+            Command::Uuid(_) => "uuid",
+            Command::Extract(_) => "extract",
+        }
+    }
+}
+
+/// `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Install in the user's data directory (the default).
+    #[arg(long, overrides_with = "system")]
+    pub user: bool,
+    /// Install system-wide.
+    #[arg(long, visible_alias = "no-user")]
+    pub system: bool,
+    /// Make the handler run `olive2022 convert` instead of `launch`.
+    #[arg(long)]
+    pub convert: bool,
+}
+
+/// `launch`.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Sinfonia tier-1 instance to use.
+    #[arg(long, env = "OLIVE2022_TIER1_URL", default_value = DEFAULT_TIER1_URL)]
+    pub tier1_url: String,
+    /// The vmnetx+https:// URL of the VM.
+    #[arg(value_name = "VMNETX_URL")]
+    pub url: String,
+}
+
+/// `convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Directory to keep intermediate files.
+    #[arg(long)]
+    pub tmp_dir: Option<PathBuf>,
+    /// Registry where to store the containerDisk.
+    #[arg(long, env = "OLIVE2022_REGISTRY", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
+    /// Pull credentials (USER:TOKEN) to add to the recipe.
+    #[arg(long, env = "OLIVE2022_CREDENTIALS", hide_env_values = true)]
+    pub deploy_token: Option<String>,
+    /// The vmnetx+https:// URL of the VM.
+    #[arg(value_name = "VMNETX_URL")]
+    pub url: String,
+    /// A local copy of the package (skips the download).
+    #[arg(value_name = "PACKAGE_FILE")]
+    pub package: Option<PathBuf>,
+}
+
+/// `uuid`.
+#[derive(Debug, Args)]
+pub struct UuidArgs {
+    /// The vmnetx+https:// URL of the VM.
+    #[arg(value_name = "VMNETX_URL")]
+    pub url: String,
+}
+
+/// Compression of the output clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// Deflate, readable by every QEMU.
+    Deflate,
+    /// zstd: much faster, needs QEMU ≥ 5.1.
+    Zstd,
+}
+
+impl From<CompressionArg> for diskimage::Compression {
+    fn from(arg: CompressionArg) -> Self {
+        match arg {
+            CompressionArg::Deflate => diskimage::Compression::DEFLATE,
+            CompressionArg::Zstd => diskimage::Compression::ZSTD,
+        }
+    }
+}
+
+/// `extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Name of the VM when the package has none.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Compression of the output image.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Deflate)]
+    pub compression: CompressionArg,
+    /// Compressing threads (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Directory for the downloaded package (default: next to the output).
+    #[arg(long)]
+    pub tmp_dir: Option<PathBuf>,
+    /// Where to write the qcow2 image.
+    #[arg(short, long, value_name = "OUT.qcow2")]
+    pub output: PathBuf,
+    /// A .nxpk package, a .netx reference, or a vmnetx://, vmnetx+https://
+    /// or https:// URL.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+}

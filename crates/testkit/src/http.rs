@@ -1,0 +1,109 @@
+//! A small static HTTP/1.1 file server for tests, with Range support and an
+//! optional fault: the first response is cut after a number of bytes.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A running server; it lives as long as the test process.
+pub struct FileServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The request line and `Range` header of every request, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+/// Misbehaviours of the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// The first response sends only this many body bytes, then closes.
+    pub cut_first_after: Option<u64>,
+    /// Pause this long after every 64 KiB of body: a slow server.
+    pub pause: Option<std::time::Duration>,
+}
+
+/// Serves the files of `dir`, misbehaving as `faults` says.
+pub fn serve(dir: PathBuf, faults: Faults) -> FileServer {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&requests);
+    let served = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (dir, log, served) = (dir.clone(), Arc::clone(&log), Arc::clone(&served));
+            std::thread::spawn(move || {
+                let first = served.fetch_add(1, Ordering::SeqCst) == 0;
+                let cut = if first { faults.cut_first_after } else { None };
+                let _ = answer(stream, &dir, &log, cut, faults.pause);
+            });
+        }
+    });
+    FileServer { base, requests }
+}
+
+fn answer(
+    stream: TcpStream,
+    dir: &std::path::Path,
+    log: &Mutex<Vec<String>>,
+    cut: Option<u64>,
+    pause: Option<std::time::Duration>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut range_start = None;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("range: bytes=") {
+            range_start = value.trim().trim_end_matches('-').parse::<u64>().ok();
+        }
+    }
+    log.lock()
+        .unwrap()
+        .push(format!("{} range={range_start:?}", request_line.trim()));
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let mut out = stream;
+    let Ok(mut file) = std::fs::File::open(dir.join(path)) else {
+        return out.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    };
+    let total = file.metadata()?.len();
+    let start = range_start.unwrap_or(0).min(total);
+    file.seek(SeekFrom::Start(start))?;
+    let head = match range_start {
+        Some(_) => format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nConnection: close\r\n\r\n",
+            total - start,
+            total.saturating_sub(1)
+        ),
+        None => format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"
+        ),
+    };
+    out.write_all(head.as_bytes())?;
+    let mut body = file.take(cut.unwrap_or(u64::MAX));
+    let mut piece = vec![0; 64 << 10];
+    loop {
+        let n = body.read(&mut piece)?;
+        if n == 0 {
+            return out.flush();
+        }
+        out.write_all(&piece[..n])?;
+        if let Some(pause) = pause {
+            std::thread::sleep(pause);
+        }
+    }
+}

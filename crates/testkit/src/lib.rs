@@ -1,0 +1,160 @@
+//! Test helpers shared by the workspace's integration tests.
+//!
+//! They make real inputs with real tools (`mke2fs`, `qemu-img`) and real
+//! VMNetX packages, so that tests exercise what the archive ships. A missing
+//! tool fails the test with a message naming the package to install: tests
+//! never pass by skipping what they need.
+#![allow(clippy::unwrap_used)]
+
+pub mod http;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zip::CompressionMethod;
+use zip::write::{SimpleFileOptions, ZipWriter};
+
+/// Runs a tool and returns its standard output; panics with its output when
+/// it fails or is missing.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it (see .ci/run)"));
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Real files (text and binary) that every machine of this kind has.
+const REAL_TREES: &[&str] = &[
+    "/usr/share/perl5",
+    "/usr/share/zoneinfo",
+    "/usr/share/common-licenses",
+];
+
+/// A raw ext4 disk of `size` (as `truncate -s` takes it) filled with a few
+/// MiB of real files, at `dir/disk.raw`.
+pub fn ext4_disk(dir: &Path, size: &str) -> PathBuf {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for source in REAL_TREES.iter().filter(|path| Path::new(path).is_dir()) {
+        run("cp", &["-a", source, tree.to_str().unwrap()]);
+    }
+    let disk = dir.join("disk.raw");
+    run("truncate", &["-s", size, disk.to_str().unwrap()]);
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            tree.to_str().unwrap(),
+            disk.to_str().unwrap(),
+        ],
+    );
+    disk
+}
+
+/// `qemu-img convert -c -O qcow2` of `raw` (the archive's usual disk).
+pub fn qcow2_of(raw: &Path, extra: &[&str]) -> PathBuf {
+    let out = raw.with_extension("qcow2");
+    let mut args = vec!["convert", "-c", "-O", "qcow2"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[raw.to_str().unwrap(), out.to_str().unwrap()]);
+    run("qemu-img", &args);
+    out
+}
+
+/// Asserts that `image` passes `qemu-img check` and has the same guest
+/// contents as `reference`.
+pub fn assert_same_disk(image: &Path, reference: &Path) {
+    run(
+        "qemu-img",
+        &["check", "-f", "qcow2", image.to_str().unwrap()],
+    );
+    run(
+        "qemu-img",
+        &[
+            "compare",
+            image.to_str().unwrap(),
+            reference.to_str().unwrap(),
+        ],
+    );
+}
+
+/// The VMNetX manifest namespace.
+pub const PACKAGE_NS: &str = "http://olivearchive.org/xmlns/vmnetx/package";
+
+/// A libvirt domain with the given disk format and bus.
+pub fn domain_xml(format: &str, bus: &str) -> String {
+    format!(
+        r#"<domain type="kvm"><name>test</name><memory unit="MiB">256</memory><vcpu>2</vcpu>
+<os><type arch="i686" machine="pc-1.0">hvm</type></os>
+<devices><disk type="file" device="disk"><driver name="qemu" type="{format}"/>
+<source file="/disk.img"/><target dev="hda" bus="{bus}"/></disk>
+<interface type="user"/></devices></domain>"#
+    )
+}
+
+/// A manifest naming the VM `name`.
+pub fn manifest_xml(name: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><image xmlns="{PACKAGE_NS}" name="{name}">
+<domain path="domain.xml"/><disk path="disk.img"/></image>"#
+    )
+}
+
+/// Writes a package with the given members; the disk member is copied from
+/// `disk`, stored or deflated.
+pub fn write_package(out: &Path, members: &[(&str, &[u8])], disk: Option<(&Path, bool)>) {
+    let file = std::fs::File::create(out).unwrap();
+    let mut zip = ZipWriter::new(file);
+    zip.set_comment("VMNetX package").unwrap();
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    for (name, data) in members {
+        zip.start_file(*name, stored).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    if let Some((path, deflated)) = disk {
+        let method = if deflated {
+            CompressionMethod::Deflated
+        } else {
+            CompressionMethod::Stored
+        };
+        let options = stored.compression_method(method).large_file(true);
+        zip.start_file("disk.img", options).unwrap();
+        std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut zip).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// A complete package of `disk` (declared as `format`) named `name`.
+pub fn package(out: &Path, name: &str, disk: &Path, format: &str, deflated: bool) {
+    let manifest = manifest_xml(name);
+    let domain = domain_xml(format, "ide");
+    write_package(
+        out,
+        &[
+            ("vmnetx-package.xml", manifest.as_bytes()),
+            ("domain.xml", domain.as_bytes()),
+        ],
+        Some((disk, deflated)),
+    );
+}
+
+/// Files in `dir` whose name starts with a dot: temporaries left behind.
+pub fn hidden_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with('.'))
+        .collect()
+}
