@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what olive2022 and its tests need on a fresh Debian 12 machine.
+# Idempotent; run as root (or with sudo available). Safe to re-run.
+set -euo pipefail
+
+# Debian packages:
+#   qemu-utils   qemu-img, the qcow2 oracle (check, compare, info)
+#   e2fsprogs    mke2fs -d, to fill test disks with real files
+#   time         GNU time, peak RSS in the benchmarks
+#   python3-venv the original olive2022 from PyPI, as a side-by-side oracle
+packages=(qemu-utils e2fsprogs time python3-venv ca-certificates)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+        missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The original tool (olive2022 0.1.7 from PyPI): the URL → UUID oracle.
+oracle=${OLIVE2022_ORACLE_VENV:-/opt/olive-oracle}
+if [ ! -x "$oracle/bin/olive2022" ]; then
+    echo "setup: installing the original olive2022 0.1.7 into $oracle"
+    as_root python3 -m venv "$oracle"
+    as_root "$oracle/bin/pip" install -q olive2022==0.1.7
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
