@@ -9,7 +9,7 @@
 //!   manifest and locating its members without copying them;
 //! - [`domain`]: the few facts of the libvirt `domain.xml` that matter to us
 //!   (vCPUs, memory, disk bus and format, machine, network);
-//! - [`reference`](crate::reference): `.netx` reference files that point at a package URL;
+//! - [`reference`](mod@reference): `.netx` reference files that point at a package URL;
 //! - [`fetch`]: downloading a package over HTTP(S) with resume and timeouts.
 //!
 //! XML is parsed with `roxmltree`, which never expands entities beyond the
