@@ -189,15 +189,7 @@ mod tests {
 
     #[test]
     fn incompressible_clusters_are_reported() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..65536)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let noise = testkit::XorShift::new(0x9e37_79b9_7f4a_7c15).bytes(65536);
         for compression in [Compression::DEFLATE, Compression::ZSTD] {
             let mut encoder = Encoder::new(compression).unwrap();
             assert!(!encoder.compress(&noise, &mut Vec::new()));

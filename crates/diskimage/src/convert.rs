@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The reader needs a credit for every chunk it reads and the writer gives
-//! one back for every chunk it has written, so at most [`inflight`] chunks
+//! one back for every chunk it has written, so at most `inflight()` chunks
 //! exist at once, however slow one worker is: memory is bounded by
 //! `inflight × chunk size`, independent of the disk size. The writer puts
 //! chunks back in guest order, so the output is the same bytes whatever the

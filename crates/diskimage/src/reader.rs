@@ -7,7 +7,7 @@
 //! image. Guest data is only ever read from the input given; no path is
 //! opened here.
 //!
-//! Reading produces [`Chunk`]s in guest order. Compressed input clusters are
+//! Reading produces chunks in guest order. Compressed input clusters are
 //! handed over still compressed so that the worker threads, not the reader,
 //! pay for inflating them.
 

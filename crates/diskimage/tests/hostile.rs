@@ -63,20 +63,7 @@ fn backing_file_is_refused_without_opening_it() {
     let fifo = dir.path().join("secret");
     run("mkfifo", &[fifo.to_str().unwrap()]);
     let image = dir.path().join("backed.qcow2");
-    let backing = format!("backing_file={},backing_fmt=raw", fifo.display());
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-u",
-            "-o",
-            &backing,
-            image.to_str().unwrap(),
-            "1M",
-        ],
-    );
+    testkit::qcow2_with_backing(&image, &fifo, "1M");
     assert_refused(&image, "backing file");
 }
 
@@ -249,13 +236,8 @@ fn random_corruption_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     let image = qemu_image(dir.path(), &["-o", "cluster_size=4096"]);
     let pristine = std::fs::read(&image).unwrap();
-    let mut state = 0x853c_49e6_748f_ea9bu64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = testkit::XorShift::new(0x853c_49e6_748f_ea9b);
+    let mut next = move || rng.next_u64();
     let corrupt = dir.path().join("corrupt.qcow2");
     let out = dir.path().join("corrupt.out");
     for _ in 0..300 {

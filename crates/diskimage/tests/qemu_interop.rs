@@ -71,15 +71,7 @@ fn odd_sizes_and_incompressible_data() {
     let raw = dir.path().join("odd.raw");
     // 3 MiB + 5 sectors: random (incompressible), zeros, text, then a tail
     // that ends in the middle of a cluster.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut data: Vec<u8> = (0..(1 << 20))
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let mut data = testkit::XorShift::new(0x2545_f491_4f6c_dd1d).bytes(1 << 20);
     data.extend(std::iter::repeat_n(0u8, 1 << 20));
     data.extend(b"olive archive ".iter().cycle().take((1 << 20) + 5 * 512));
     std::fs::write(&raw, &data).unwrap();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use testkit::{assert_same_disk, ext4_disk, hidden_files, package, qcow2_of, write_package};
+use testkit::{assert_same_disk, ext4_disk, hidden_files, package, package_with_domain, qcow2_of};
 
 fn olive(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_olive2022"))
@@ -27,6 +27,38 @@ fn stderr(output: &Output) -> String {
 
 fn assert_ok(output: &Output) {
     assert!(output.status.success(), "failed: {}", stderr(output));
+}
+
+/// Starts `olive2022 ARGS`, presses Ctrl-C once it has temporaries in
+/// `out_dir`, and checks that it stops with 130 and leaves nothing there.
+fn interrupt(args: &[&str], out_dir: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hidden_files(out_dir).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be interrupted"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    testkit::run("kill", &["-INT", &child.id().to_string()]);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        hidden_files(out_dir).is_empty(),
+        "temporaries left: {:?}",
+        hidden_files(out_dir)
+    );
 }
 
 /// A workspace with a small real disk, raw and qcow2.
@@ -130,22 +162,9 @@ fn bad_packages_fail_cleanly_and_leave_nothing() {
     package(&good, "VM", &f.qcow2, "qcow2", false);
     let bytes = std::fs::read(&good).unwrap();
     let backed = dir.join("backed.qcow2");
-    let backing = format!("backing_file={},backing_fmt=raw", f.raw.display());
-    testkit::run(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-u",
-            "-o",
-            &backing,
-            backed.to_str().unwrap(),
-            "48M",
-        ],
-    );
+    testkit::qcow2_with_backing(&backed, &f.raw, "48M");
     let bomb = r#"<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]><domain><name>&d;&d;&d;&d;</name></domain>"#;
-    let manifest = testkit::manifest_xml("VM");
+    let domain = testkit::domain_xml("qcow2", "ide");
     type MakePackage<'a> = Box<dyn Fn(&Path) + 'a>;
     let cases: Vec<(&str, MakePackage, &str)> = vec![
         (
@@ -165,46 +184,17 @@ fn bad_packages_fail_cleanly_and_leave_nothing() {
         ),
         (
             "backing file",
-            Box::new(|p| {
-                let domain = testkit::domain_xml("qcow2", "ide");
-                write_package(
-                    p,
-                    &[
-                        ("vmnetx-package.xml", manifest.as_bytes()),
-                        ("domain.xml", domain.as_bytes()),
-                    ],
-                    Some((&backed, false)),
-                )
-            }),
+            Box::new(|p| package_with_domain(p, &domain, Some(&backed))),
             "backing file",
         ),
         (
             "entity bomb",
-            Box::new(|p| {
-                write_package(
-                    p,
-                    &[
-                        ("vmnetx-package.xml", manifest.as_bytes()),
-                        ("domain.xml", bomb.as_bytes()),
-                    ],
-                    Some((&f.qcow2, false)),
-                )
-            }),
+            Box::new(|p| package_with_domain(p, bomb, Some(&f.qcow2))),
             "domain",
         ),
         (
             "missing disk",
-            Box::new(|p| {
-                let domain = testkit::domain_xml("qcow2", "ide");
-                write_package(
-                    p,
-                    &[
-                        ("vmnetx-package.xml", manifest.as_bytes()),
-                        ("domain.xml", domain.as_bytes()),
-                    ],
-                    None,
-                )
-            }),
+            Box::new(|p| package_with_domain(p, &domain, None)),
             "disk.img",
         ),
     ];
@@ -254,29 +244,12 @@ fn ctrl_c_stops_and_leaves_nothing() {
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("big.qcow2");
-    let child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
-        .args([
-            "extract",
-            "--threads",
-            "1",
-            "-o",
-            out.to_str().unwrap(),
-            pkg.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    testkit::run("kill", &["-INT", &child.id().to_string()]);
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    assert!(!out.exists());
-    assert!(
-        hidden_files(&out_dir).is_empty(),
-        "temporaries left: {:?}",
-        hidden_files(&out_dir)
+    let (out_str, pkg_str) = (out.to_str().unwrap(), pkg.to_str().unwrap());
+    interrupt(
+        &["extract", "--threads", "1", "-o", out_str, pkg_str],
+        &out_dir,
     );
+    assert!(!out.exists());
 }
 
 #[test]
@@ -365,29 +338,7 @@ fn ctrl_c_during_a_download_leaves_nothing() {
     let out_dir = f.dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("vm.qcow2");
-    let child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
-        .args([
-            "extract",
-            "-o",
-            out.to_str().unwrap(),
-            &format!("{}/vm.nxpk", server.base),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    assert!(
-        !hidden_files(&out_dir).is_empty(),
-        "the download should be under way"
-    );
-    testkit::run("kill", &["-INT", &child.id().to_string()]);
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let url = format!("{}/vm.nxpk", server.base);
+    interrupt(&["extract", "-o", out.to_str().unwrap(), &url], &out_dir);
     assert!(!out.exists());
-    assert!(
-        hidden_files(&out_dir).is_empty(),
-        "temporaries left: {:?}",
-        hidden_files(&out_dir)
-    );
 }

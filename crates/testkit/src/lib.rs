@@ -158,3 +158,59 @@ pub fn hidden_files(dir: &Path) -> Vec<String> {
         .filter(|name| name.starts_with('.'))
         .collect()
 }
+
+/// A fast deterministic pseudo-random generator (xorshift64) for test data.
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from a non-zero seed.
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `len` random (incompressible) bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// An empty qcow2 image of `size` whose backing file is `backing`: the
+/// classic attack that makes `qemu-img` read a host file.
+pub fn qcow2_with_backing(image: &Path, backing: &Path, size: &str) {
+    let option = format!("backing_file={},backing_fmt=raw", backing.display());
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-u",
+            "-o",
+            &option,
+            image.to_str().unwrap(),
+            size,
+        ],
+    );
+}
+
+/// A package with a regular manifest, the given `domain.xml` and optionally
+/// a stored disk.
+pub fn package_with_domain(out: &Path, domain: &str, disk: Option<&Path>) {
+    let manifest = manifest_xml("VM");
+    write_package(
+        out,
+        &[
+            ("vmnetx-package.xml", manifest.as_bytes()),
+            ("domain.xml", domain.as_bytes()),
+        ],
+        disk.map(|disk| (disk, false)),
+    );
+}
