@@ -288,6 +288,14 @@ fn quick() -> FetchOptions {
     }
 }
 
+/// `quick()` with at most `max_retries` retries.
+fn retrying(max_retries: u32) -> FetchOptions {
+    FetchOptions {
+        max_retries,
+        ..quick()
+    }
+}
+
 struct Dest {
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -309,19 +317,65 @@ fn assert_exact(path: &Path, body: &[u8]) {
     assert!(got == body, "file contents differ from the served body");
 }
 
-#[test]
-fn downloads_the_exact_body() {
-    let server = Server::start(Behaviour::default());
+/// What one download from a new test server left behind.
+struct Download {
+    server: Server,
+    dest: Dest,
+    progress: Recorder,
+    /// How long `fetch_to_file` took.
+    took: Duration,
+    result: Result<u64, FetchError>,
+}
+
+/// Downloads `path` from a new server that behaves as `behaviour`.
+fn download_with(behaviour: Behaviour, path: &str, options: &FetchOptions) -> Download {
+    let server = Server::start(behaviour);
     let dest = dest();
     let mut progress = Recorder::default();
-    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    assert_eq!(progress.starts, vec![Some(BODY_LEN as u64)]);
-    assert_eq!(progress.position, BODY_LEN as u64);
-    assert!(progress.retries.is_empty());
-    assert_eq!(server.log().len(), 1);
-    assert!(server.log()[0].range.is_none());
+    let began = Instant::now();
+    let result = fetch_to_file(&server.url(path), &dest.path, options, &mut progress);
+    Download {
+        took: began.elapsed(),
+        server,
+        dest,
+        progress,
+        result,
+    }
+}
+
+/// Downloads `/data` with the `quick()` options.
+fn download(behaviour: Behaviour) -> Download {
+    download_with(behaviour, "/data", &quick())
+}
+
+impl Download {
+    /// Asserts that the whole body arrived, exactly.
+    fn assert_complete(&self) {
+        match &self.result {
+            Ok(size) => assert_eq!(*size, BODY_LEN as u64),
+            Err(error) => panic!("the download failed: {error:?}"),
+        }
+        assert_exact(&self.dest.path, &self.server.body);
+    }
+
+    /// The error of a download that must fail.
+    fn error(&self) -> &FetchError {
+        match &self.result {
+            Ok(size) => panic!("the download succeeded with {size} bytes"),
+            Err(error) => error,
+        }
+    }
+}
+
+#[test]
+fn downloads_the_exact_body() {
+    let run = download(Behaviour::default());
+    run.assert_complete();
+    assert_eq!(run.progress.starts, vec![Some(BODY_LEN as u64)]);
+    assert_eq!(run.progress.position, BODY_LEN as u64);
+    assert!(run.progress.retries.is_empty());
+    assert_eq!(run.server.log().len(), 1);
+    assert!(run.server.log()[0].range.is_none());
 }
 
 #[test]
@@ -335,18 +389,14 @@ fn overwrites_an_existing_destination() {
 
 #[test]
 fn resumes_dropped_connections_with_range() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         honour_range: true,
         drop_after: Some((1_000_003, 3)),
         etag: Some("\"v1\""),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let mut progress = Recorder::default();
-    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    let log = server.log();
+    run.assert_complete();
+    let log = run.server.log();
     let ranges: Vec<_> = log.iter().map(|l| l.range.clone()).collect();
     assert_eq!(
         ranges,
@@ -362,6 +412,7 @@ fn resumes_dropped_connections_with_range() {
             .iter()
             .all(|l| l.if_range.as_deref() == Some("\"v1\""))
     );
+    let progress = &run.progress;
     assert_eq!(progress.starts.len(), 1);
     assert_eq!(progress.position, BODY_LEN as u64);
     assert_eq!(progress.retries.len(), 3);
@@ -370,75 +421,63 @@ fn resumes_dropped_connections_with_range() {
 
 #[test]
 fn restarts_when_the_server_ignores_range() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         drop_after: Some((2_000_000, 2)),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let mut progress = Recorder::default();
-    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    let log = server.log();
+    run.assert_complete();
+    let log = run.server.log();
     assert_eq!(log.len(), 3);
     assert_eq!(log[1].range.as_deref(), Some("bytes=2000000-"));
-    assert_eq!(progress.starts.len(), 3);
-    assert_eq!(progress.position, BODY_LEN as u64);
+    assert_eq!(run.progress.starts.len(), 3);
+    assert_eq!(run.progress.position, BODY_LEN as u64);
 }
 
 #[test]
 fn a_restart_with_another_size_is_an_error() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         drop_after: Some((1_000_000, 1)),
         shrink_after_first: 10,
         ..Behaviour::default()
     });
-    let dest = dest();
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let error = run.error();
     assert!(matches!(error, FetchError::Changed { .. }), "{error:?}");
     assert!(error.to_string().contains("size"), "{error}");
 }
 
 #[test]
 fn a_refused_range_is_an_error() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         refuse_range: true,
         drop_after: Some((1_000_000, 1)),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let error = run.error();
     assert!(error.to_string().contains("416"), "{error}");
 }
 
 #[test]
 fn a_wrong_content_range_is_an_error() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         honour_range: true,
         wrong_range_start: true,
         drop_after: Some((1_000_000, 1)),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let error = run.error();
     assert!(matches!(error, FetchError::BadRange { .. }), "{error:?}");
 }
 
 #[test]
 fn a_server_that_sends_less_than_announced_is_an_error() {
-    let server = Server::start(Behaviour {
+    let behaviour = Behaviour {
         honour_range: true,
         extra_announced: 1000,
         ..Behaviour::default()
-    });
-    let dest = dest();
-    let options = FetchOptions {
-        max_retries: 2,
-        ..quick()
     };
-    let began = Instant::now();
-    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
-    assert!(began.elapsed() < Duration::from_secs(5));
+    let run = download_with(behaviour, "/data", &retrying(2));
+    assert!(run.took < Duration::from_secs(5));
+    let error = run.error();
     let text = error.to_string();
     assert!(
         matches!(error, FetchError::RetriesExhausted { .. }),
@@ -450,21 +489,17 @@ fn a_server_that_sends_less_than_announced_is_an_error() {
         "{text}"
     );
     // First request, then 2 retries.
-    assert_eq!(server.log().len(), 3);
+    assert_eq!(run.server.log().len(), 3);
 }
 
 #[test]
 fn a_lying_server_that_ignores_range_is_an_error() {
-    let server = Server::start(Behaviour {
+    let behaviour = Behaviour {
         extra_announced: 1000,
         ..Behaviour::default()
-    });
-    let dest = dest();
-    let options = FetchOptions {
-        max_retries: 1,
-        ..quick()
     };
-    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
+    let run = download_with(behaviour, "/data", &retrying(1));
+    let error = run.error();
     assert!(
         error.to_string().contains("fewer bytes than announced"),
         "{error}"
@@ -473,18 +508,17 @@ fn a_lying_server_that_ignores_range_is_an_error() {
 
 #[test]
 fn a_server_that_sends_more_than_announced_is_an_error() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         chunked_excess: 100,
         ..Behaviour::default()
     });
-    let dest = dest();
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let error = run.error();
     assert!(matches!(error, FetchError::TooLong { .. }), "{error:?}");
     assert!(
         error.to_string().contains("more bytes than announced"),
         "{error}"
     );
-    let written = std::fs::metadata(&dest.path).unwrap().len();
+    let written = std::fs::metadata(&run.dest.path).unwrap().len();
     assert!(written <= BODY_LEN as u64);
 }
 
@@ -492,48 +526,43 @@ fn a_server_that_sends_more_than_announced_is_an_error() {
 fn bytes_past_the_content_length_never_reach_the_file() {
     // HTTP/1.1 delimits the body by Content-Length: the excess is not part of
     // the body and cannot be seen by the client, but must never be written.
-    let server = Server::start(Behaviour {
+    download(Behaviour {
         raw_excess: 100_000,
         ..Behaviour::default()
-    });
-    let dest = dest();
-    let size = fetch(&server.url("/data"), &dest.path, &quick()).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
+    })
+    .assert_complete();
 }
 
 #[test]
 fn without_content_length_reads_to_the_end() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         no_length: true,
         ..Behaviour::default()
     });
-    let dest = dest();
-    let mut progress = Recorder::default();
-    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    assert_eq!(progress.starts, vec![None]);
+    run.assert_complete();
+    assert_eq!(run.progress.starts, vec![None]);
 }
 
 #[test]
 fn an_http_error_is_reported_with_its_status() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         status: Some(404),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
-    let text = error.to_string();
+    let text = run.error().to_string();
     assert!(text.contains("404"), "{text}");
-    assert!(text.contains(&server.url("/data")), "{text}");
-    let server = Server::start(Behaviour {
+    assert!(text.contains(&run.server.url("/data")), "{text}");
+    let run = download(Behaviour {
         status: Some(500),
         ..Behaviour::default()
     });
-    let error = fetch(&server.url("/data"), &dest.path, &quick()).unwrap_err();
+    let error = run.error();
     assert!(error.to_string().contains("500"), "{error}");
-    assert_eq!(server.log().len(), 1, "a first answer 500 is not retried");
+    assert_eq!(
+        run.server.log().len(),
+        1,
+        "a first answer 500 is not retried"
+    );
 }
 
 #[test]
@@ -554,60 +583,38 @@ fn query_strings_never_appear_in_errors() {
 
 #[test]
 fn query_strings_never_appear_in_redirect_errors() {
-    let server = Server::start(Behaviour::default());
-    let dest = dest();
-    let error = fetch(&server.url("/loop?token=SECRET"), &dest.path, &quick()).unwrap_err();
+    let run = download_with(Behaviour::default(), "/loop?token=SECRET", &quick());
+    let error = run.error();
     let text = format!("{error} {error:?}");
     assert!(!text.contains("SECRET"), "{text}");
 }
 
 #[test]
 fn a_stalled_connection_is_resumed() {
-    let server = Server::start(Behaviour {
+    let run = download(Behaviour {
         honour_range: true,
         stall: Some((100_000, Duration::from_secs(4), 1)),
         ..Behaviour::default()
     });
-    let dest = dest();
-    let mut progress = Recorder::default();
-    let began = Instant::now();
-    let size = fetch_to_file(&server.url("/data"), &dest.path, &quick(), &mut progress).unwrap();
-    assert!(
-        began.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        began.elapsed()
-    );
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    assert_eq!(server.log()[1].range.as_deref(), Some("bytes=100000-"));
-    assert_eq!(progress.retries.len(), 1);
-    assert!(
-        progress.retries[0].1.contains("no data"),
-        "{:?}",
-        progress.retries
-    );
+    assert!(run.took < Duration::from_secs(4), "{:?}", run.took);
+    run.assert_complete();
+    assert_eq!(run.server.log()[1].range.as_deref(), Some("bytes=100000-"));
+    let retries = &run.progress.retries;
+    assert_eq!(retries.len(), 1);
+    assert!(retries[0].1.contains("no data"), "{retries:?}");
 }
 
 #[test]
 fn a_server_that_always_stalls_gives_up_in_bounded_time() {
-    let server = Server::start(Behaviour {
+    let behaviour = Behaviour {
         honour_range: true,
         stall: Some((100_000, Duration::from_secs(10), usize::MAX)),
         ..Behaviour::default()
-    });
-    let dest = dest();
-    let options = FetchOptions {
-        max_retries: 1,
-        ..quick()
     };
-    let began = Instant::now();
-    let error = fetch(&server.url("/data"), &dest.path, &options).unwrap_err();
+    let run = download_with(behaviour, "/data", &retrying(1));
     // Two idle timeouts of 1 s and one backoff of 0.5 s.
-    assert!(
-        began.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        began.elapsed()
-    );
+    assert!(run.took < Duration::from_secs(5), "{:?}", run.took);
+    let error = run.error();
     assert!(
         matches!(error, FetchError::RetriesExhausted { .. }),
         "{error:?}"
@@ -631,30 +638,25 @@ fn a_refused_connection_is_an_error() {
 
 #[test]
 fn a_redirect_is_followed() {
-    let server = Server::start(Behaviour::default());
-    let dest = dest();
-    let size = fetch(&server.url("/old"), &dest.path, &quick()).unwrap();
-    assert_eq!(size, BODY_LEN as u64);
-    assert_exact(&dest.path, &server.body);
-    let paths: Vec<_> = server.log().iter().map(|l| l.path.clone()).collect();
+    let run = download_with(Behaviour::default(), "/old", &quick());
+    run.assert_complete();
+    let paths: Vec<_> = run.server.log().iter().map(|l| l.path.clone()).collect();
     assert_eq!(paths, vec!["/old", "/data"]);
 }
 
 #[test]
 fn a_redirect_loop_is_an_error() {
-    let server = Server::start(Behaviour::default());
-    let dest = dest();
-    let error = fetch(&server.url("/loop"), &dest.path, &quick()).unwrap_err();
+    let run = download_with(Behaviour::default(), "/loop", &quick());
+    let error = run.error();
     assert!(matches!(error, FetchError::Redirect { .. }), "{error:?}");
     assert!(error.to_string().contains("redirects"), "{error}");
-    assert_eq!(server.log().len(), 11);
+    assert_eq!(run.server.log().len(), 11);
 }
 
 #[test]
 fn a_redirect_to_another_scheme_is_an_error() {
-    let server = Server::start(Behaviour::default());
-    let dest = dest();
-    let error = fetch(&server.url("/ftp"), &dest.path, &quick()).unwrap_err();
+    let run = download_with(Behaviour::default(), "/ftp", &quick());
+    let error = run.error();
     assert!(matches!(error, FetchError::Redirect { .. }), "{error:?}");
 }
 

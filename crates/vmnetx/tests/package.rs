@@ -5,6 +5,7 @@
 //! directories; malformed ones are made by patching the bytes of a valid
 //! one.
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -85,10 +86,10 @@ fn deflated(name: &str, data: impl Into<Vec<u8>>) -> Member<'_> {
     }
 }
 
-/// Writes a ZIP with `members` and the VMNetX comment to `dir/name`.
-fn write_zip(dir: &Path, name: &str, members: Vec<Member<'_>>) -> PathBuf {
-    let path = dir.join(name);
-    let mut zip = ZipWriter::new(std::fs::File::create(&path).unwrap());
+/// Writes a ZIP with `members` and the VMNetX comment to `dir/p.nxpk`.
+fn write_zip(dir: &Path, members: Vec<Member<'_>>) -> PathBuf {
+    let path = dir.join("p.nxpk");
+    let mut zip = ZipWriter::new(File::create(&path).unwrap());
     zip.set_comment("VMNetX package").unwrap();
     for member in members {
         let options = SimpleFileOptions::default()
@@ -111,11 +112,15 @@ fn members<'a>(manifest: &str, domain: &str, disk: Member<'a>) -> Vec<Member<'a>
     ]
 }
 
+/// A package with `disk` and otherwise valid members.
+fn with_disk(dir: &Path, disk: Member<'_>) -> PathBuf {
+    write_zip(dir, members(MANIFEST, DOMAIN, disk))
+}
+
 /// A package with `manifest` and otherwise valid members.
 fn with_manifest(dir: &Path, manifest: &str) -> PathBuf {
     write_zip(
         dir,
-        "p.nxpk",
         members(manifest, DOMAIN, stored("disk.img", disk_bytes(1000))),
     )
 }
@@ -124,7 +129,6 @@ fn with_manifest(dir: &Path, manifest: &str) -> PathBuf {
 fn with_domain(dir: &Path, domain: &str) -> PathBuf {
     write_zip(
         dir,
-        "p.nxpk",
         members(MANIFEST, domain, stored("disk.img", disk_bytes(1000))),
     )
 }
@@ -142,6 +146,42 @@ fn assert_contains(message: &str, needle: &str) {
         message.contains(needle),
         "`{message}` does not contain `{needle}`"
     );
+}
+
+/// `assert_contains` for one case of a table, named in the failure.
+fn assert_case_contains(case: &str, message: &str, needle: &str) {
+    assert!(
+        message.contains(needle),
+        "{case}: `{message}` does not contain `{needle}`"
+    );
+}
+
+/// The error message of a package with `manifest` and otherwise valid
+/// members.
+fn manifest_err(dir: &Path, manifest: &str) -> String {
+    open_err(&with_manifest(dir, manifest))
+}
+
+/// The error message of a package with `domain` and otherwise valid members.
+fn domain_err(dir: &Path, domain: &str) -> String {
+    open_err(&with_domain(dir, domain))
+}
+
+/// `MANIFEST` with `from` replaced by `to`. `from` must be there, so that a
+/// case cannot pass by testing the unedited manifest.
+fn manifest_with(from: &str, to: &str) -> String {
+    assert!(MANIFEST.contains(from), "`{from}` is not in MANIFEST");
+    MANIFEST.replace(from, to)
+}
+
+/// Asserts that a package with each `(from, to, expected)` case's
+/// `manifest_with(from, to)` is rejected with a message containing
+/// `expected`.
+fn assert_manifest_edits_rejected(dir: &Path, cases: &[(&str, &str, &str)]) {
+    for &(from, to, expected) in cases {
+        let message = manifest_err(dir, &manifest_with(from, to));
+        assert_case_contains(&format!("`{from}` -> `{to}`"), &message, expected);
+    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> usize {
@@ -162,11 +202,66 @@ fn headers(bytes: &[u8], name: &str) -> (usize, usize) {
     (find(b"PK\x03\x04", 26, 30), find(b"PK\x01\x02", 28, 46))
 }
 
-/// Applies `patch` to the bytes of the file at `path`.
-fn patch_file(path: &Path, patch: impl FnOnce(&mut Vec<u8>)) {
+/// A patch to the bytes of a package, given the offsets of one member's
+/// local and central headers.
+type MemberPatch = fn(&mut [u8], usize, usize);
+
+/// Applies `patch` to the bytes of the package at `path`, with the offsets
+/// of the headers of member `name`.
+fn patch_member(path: &Path, name: &str, patch: impl FnOnce(&mut [u8], usize, usize)) {
     let mut bytes = std::fs::read(path).unwrap();
-    patch(&mut bytes);
+    let (local, central) = headers(&bytes, name);
+    patch(&mut bytes, local, central);
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Opens a valid package (with a stored disk) after `patch` was applied to
+/// its member `name`; returns the error message.
+fn patched_member_err(
+    dir: &Path,
+    name: &str,
+    patch: impl FnOnce(&mut [u8], usize, usize),
+) -> String {
+    let path = with_domain(dir, DOMAIN);
+    patch_member(&path, name, patch);
+    open_err(&path)
+}
+
+/// A valid package whose disk member is `content`, deflated.
+fn with_deflated_disk(dir: &Path, content: Vec<u8>) -> PathBuf {
+    with_disk(dir, deflated("disk.img", content))
+}
+
+/// Opens a package whose deflated disk of `disk_bytes(100_000)` was patched
+/// by `patch`: the headers still pass at opening; reading the disk fails.
+fn open_with_patched_deflated_disk(
+    dir: &Path,
+    patch: impl FnOnce(&mut [u8], usize, usize),
+) -> Package {
+    let path = with_deflated_disk(dir, disk_bytes(100_000));
+    patch_member(&path, "disk.img", patch);
+    Package::open(&path).unwrap()
+}
+
+/// Starts a package at `dir/p.nxpk` holding the stored manifest, `DOMAIN`
+/// and a memory member, without the archive comment (it is not required),
+/// for a test to add the disk member in a way `Member` cannot describe.
+fn zip_without_disk(dir: &Path, manifest: &str, memory: &[u8]) -> (PathBuf, ZipWriter<File>) {
+    let path = dir.join("p.nxpk");
+    let mut zip = ZipWriter::new(File::create(&path).unwrap());
+    for (name, data) in [
+        ("vmnetx-package.xml", manifest.as_bytes()),
+        ("domain.xml", DOMAIN.as_bytes()),
+        ("memory.img", memory),
+    ] {
+        zip.start_file(name, stored_options()).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    (path, zip)
+}
+
+fn stored_options() -> SimpleFileOptions {
+    SimpleFileOptions::default().compression_method(CompressionMethod::Stored)
 }
 
 /// Reads a whole deflated disk, returning the bytes or the error message.
@@ -198,11 +293,7 @@ fn read_disk(package: &Package) -> Result<Vec<u8>, String> {
 fn valid_package_with_stored_disk() {
     let dir = tempfile::tempdir().unwrap();
     let content = disk_bytes(300_000);
-    let path = write_zip(
-        dir.path(),
-        "p.nxpk",
-        members(MANIFEST, DOMAIN, stored("disk.img", content.clone())),
-    );
+    let path = with_disk(dir.path(), stored("disk.img", content.clone()));
     let package = Package::open(&path).unwrap();
 
     let manifest = package.manifest();
@@ -251,7 +342,6 @@ fn valid_package_with_deflated_members() {
     let content = disk_bytes(1_000_000);
     let path = write_zip(
         dir.path(),
-        "p.nxpk",
         vec![
             deflated("vmnetx-package.xml", MANIFEST),
             deflated("domain.xml", DOMAIN),
@@ -276,11 +366,7 @@ fn valid_package_with_deflated_members() {
 fn deflated_reader_is_send_and_static() {
     let dir = tempfile::tempdir().unwrap();
     let content = disk_bytes(50_000);
-    let path = write_zip(
-        dir.path(),
-        "p.nxpk",
-        members(MANIFEST, DOMAIN, deflated("disk.img", content.clone())),
-    );
+    let path = with_deflated_disk(dir.path(), content.clone());
     let disk = Package::open(&path).unwrap().disk().unwrap();
     // The package is gone; the reader moves to another thread.
     let DiskMember::Deflated { mut reader, .. } = disk else {
@@ -303,7 +389,6 @@ fn empty_name_and_no_memory_are_valid() {
         <domain path="domain.xml"/><disk path="disk.img"/></image>"#;
     let path = write_zip(
         dir.path(),
-        "p.nxpk",
         vec![
             stored("vmnetx-package.xml", manifest),
             stored("domain.xml", "<domain/>"),
@@ -332,7 +417,6 @@ fn zip64_members_are_located() {
         let method = disk.method;
         let path = write_zip(
             dir.path(),
-            "p64.nxpk",
             vec![
                 large(stored("vmnetx-package.xml", MANIFEST)),
                 large(deflated("domain.xml", DOMAIN)),
@@ -406,11 +490,7 @@ fn non_zip_bytes_are_not_a_zip() {
 #[test]
 fn truncated_zip_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_zip(
-        dir.path(),
-        "p.nxpk",
-        members(MANIFEST, DOMAIN, stored("disk.img", disk_bytes(5000))),
-    );
+    let path = with_disk(dir.path(), stored("disk.img", disk_bytes(5000)));
     let whole = std::fs::read(&path).unwrap();
     let len = whole.len();
     let cut_path = dir.path().join("cut.nxpk");
@@ -437,7 +517,6 @@ fn missing_manifest_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_zip(
         dir.path(),
-        "p.nxpk",
         vec![
             stored("domain.xml", DOMAIN),
             stored("disk.img", disk_bytes(10)),
@@ -454,8 +533,8 @@ fn missing_manifest_is_an_error() {
 #[test]
 fn manifest_in_foreign_namespace_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST.replace("xmlns/vmnetx/package", "xmlns/other");
-    let message = open_err(&with_manifest(dir.path(), &manifest));
+    let manifest = manifest_with("xmlns/vmnetx/package", "xmlns/other");
+    let message = manifest_err(dir.path(), &manifest);
     assert_contains(&message, "invalid manifest `vmnetx-package.xml`");
     assert_contains(&message, "expected <image>");
 }
@@ -463,35 +542,27 @@ fn manifest_in_foreign_namespace_is_an_error() {
 #[test]
 fn manifest_without_namespace_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST.replace(
+    let manifest = manifest_with(
         r#" xmlns="http://olivearchive.org/xmlns/vmnetx/package""#,
         "",
     );
     assert!(!manifest.contains("xmlns"));
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "image (no namespace)",
-    );
+    assert_contains(&manifest_err(dir.path(), &manifest), "image (no namespace)");
 }
 
 #[test]
 fn manifest_with_wrong_root_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST
-        .replace("<image", "<picture")
-        .replace("</image>", "</picture>");
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "expected <image>",
-    );
+    let manifest = manifest_with("<image", "<picture").replace("</image>", "</picture>");
+    assert_contains(&manifest_err(dir.path(), &manifest), "expected <image>");
 }
 
 #[test]
 fn manifest_without_name_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST.replace(r#" name="Windows 3.1""#, "");
+    let manifest = manifest_with(r#" name="Windows 3.1""#, "");
     assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
+        &manifest_err(dir.path(), &manifest),
         "<image> has no `name` attribute",
     );
 }
@@ -499,28 +570,19 @@ fn manifest_without_name_is_an_error() {
 #[test]
 fn manifest_without_disk_or_domain_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST.replace(r#"<disk path="disk.img"/>"#, "");
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "no <disk> element",
-    );
-    let manifest = MANIFEST.replace(r#"<domain path="domain.xml"/>"#, "");
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "no <domain> element",
-    );
-    let manifest = MANIFEST.replace(r#"<disk path="disk.img"/>"#, "<disk/>");
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "<disk> has no `path` attribute",
-    );
-    let manifest = MANIFEST.replace(
-        r#"<disk path="disk.img"/>"#,
-        r#"<disk path="disk.img"/><disk path="memory.img"/>"#,
-    );
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "more than one <disk> element",
+    const DISK: &str = r#"<disk path="disk.img"/>"#;
+    assert_manifest_edits_rejected(
+        dir.path(),
+        &[
+            (DISK, "", "no <disk> element"),
+            (r#"<domain path="domain.xml"/>"#, "", "no <domain> element"),
+            (DISK, "<disk/>", "<disk> has no `path` attribute"),
+            (
+                DISK,
+                r#"<disk path="disk.img"/><disk path="memory.img"/>"#,
+                "more than one <disk> element",
+            ),
+        ],
     );
 }
 
@@ -537,27 +599,31 @@ fn unsafe_member_paths_are_errors() {
         (r"C:\disk.img", "contains a backslash"),
         ("", "is empty"),
     ] {
-        let manifest = MANIFEST.replace(
-            r#"<disk path="disk.img"/>"#,
-            &format!(r#"<disk path="{path}"/>"#),
+        assert_manifest_edits_rejected(
+            dir.path(),
+            &[(
+                r#"<disk path="disk.img"/>"#,
+                &format!(r#"<disk path="{path}"/>"#),
+                &format!("<disk> path `{path}` {reason}"),
+            )],
         );
-        let message = open_err(&with_manifest(dir.path(), &manifest));
-        assert_contains(&message, &format!("<disk> path `{path}` {reason}"));
     }
-    // XML cannot carry a NUL, not even as a character reference.
-    let manifest = MANIFEST.replace(
-        r#"<disk path="disk.img"/>"#,
-        r#"<disk path="disk&#0;.img"/>"#,
-    );
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "not well-formed XML",
-    );
-    // The domain and memory paths are checked the same way.
-    let manifest = MANIFEST.replace(r#"path="memory.img""#, r#"path="../memory.img""#);
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "<memory> path `../memory.img`",
+    assert_manifest_edits_rejected(
+        dir.path(),
+        &[
+            // XML cannot carry a NUL, not even as a character reference.
+            (
+                r#"<disk path="disk.img"/>"#,
+                r#"<disk path="disk&#0;.img"/>"#,
+                "not well-formed XML",
+            ),
+            // The domain and memory paths are checked the same way.
+            (
+                r#"path="memory.img""#,
+                r#"path="../memory.img""#,
+                "<memory> path `../memory.img`",
+            ),
+        ],
     );
 }
 
@@ -566,7 +632,6 @@ fn members_missing_from_the_zip_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_zip(
         dir.path(),
-        "p.nxpk",
         vec![
             stored("vmnetx-package.xml", MANIFEST),
             stored("domain.xml", DOMAIN),
@@ -576,15 +641,20 @@ fn members_missing_from_the_zip_are_errors() {
         open_err(&path),
         "member `disk.img` (the manifest's <disk>) is missing from the package"
     );
-    let manifest = MANIFEST.replace("memory.img", "other.img");
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "member `other.img` (the manifest's <memory>) is missing",
-    );
-    let manifest = MANIFEST.replace(r#""domain.xml""#, r#""libvirt.xml""#);
-    assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
-        "member `libvirt.xml` (the manifest's <domain>) is missing",
+    assert_manifest_edits_rejected(
+        dir.path(),
+        &[
+            (
+                "memory.img",
+                "other.img",
+                "member `other.img` (the manifest's <memory>) is missing",
+            ),
+            (
+                r#""domain.xml""#,
+                r#""libvirt.xml""#,
+                "member `libvirt.xml` (the manifest's <domain>) is missing",
+            ),
+        ],
     );
 }
 
@@ -599,7 +669,7 @@ fn malformed_manifest_xml_is_an_error() {
         "<a></b>",
     ] {
         assert_contains(
-            &open_err(&with_manifest(dir.path(), manifest)),
+            &manifest_err(dir.path(), manifest),
             "member `vmnetx-package.xml` is not well-formed XML",
         );
     }
@@ -607,7 +677,6 @@ fn malformed_manifest_xml_is_an_error() {
     let bytes = b"<image name=\"\xff\"/>".to_vec();
     let path = write_zip(
         dir.path(),
-        "p.nxpk",
         vec![
             stored("vmnetx-package.xml", bytes),
             stored("domain.xml", DOMAIN),
@@ -628,12 +697,12 @@ fn billion_laughs_is_an_error_not_a_hang() {
         "{BILLION_LAUGHS}<image xmlns=\"http://olivearchive.org/xmlns/vmnetx/package\" name=\"&lol9;\"><domain path=\"domain.xml\"/><disk path=\"disk.img\"/></image>"
     );
     assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
+        &manifest_err(dir.path(), &manifest),
         "member `vmnetx-package.xml` is not well-formed XML",
     );
     let domain = format!("{BILLION_LAUGHS}<domain><name>&lol9;</name></domain>");
     assert_contains(
-        &open_err(&with_domain(dir.path(), &domain)),
+        &domain_err(dir.path(), &domain),
         "invalid domain description `domain.xml`: malformed domain XML",
     );
     assert!(matches!(Domain::parse(&domain), Err(DomainError::Xml(_))));
@@ -646,12 +715,12 @@ fn oversized_xml_members_are_errors() {
     let padding = format!("<!-- {} -->", "x".repeat(1 << 20));
     let manifest = MANIFEST.replace("</image>", &format!("{padding}</image>"));
     assert_contains(
-        &open_err(&with_manifest(dir.path(), &manifest)),
+        &manifest_err(dir.path(), &manifest),
         "member `vmnetx-package.xml` is too large",
     );
     let domain = DOMAIN.replace("</domain>", &format!("{padding}</domain>"));
     assert_contains(
-        &open_err(&with_domain(dir.path(), &domain)),
+        &domain_err(dir.path(), &domain),
         "member `domain.xml` is too large",
     );
     // Just under the limit is fine.
@@ -665,11 +734,11 @@ fn invalid_domain_in_package_names_the_member() {
     let dir = tempfile::tempdir().unwrap();
     let domain = DOMAIN.replace("<vcpu>2</vcpu>", "<vcpu>0</vcpu>");
     assert_eq!(
-        open_err(&with_domain(dir.path(), &domain)),
+        domain_err(dir.path(), &domain),
         "invalid domain description `domain.xml`: invalid <vcpu> `0`: expected a whole number from 1 to 512"
     );
     assert_contains(
-        &open_err(&with_domain(dir.path(), "<domain")),
+        &domain_err(dir.path(), "<domain"),
         "invalid domain description `domain.xml`: malformed domain XML",
     );
 }
@@ -680,16 +749,10 @@ fn invalid_domain_in_package_names_the_member() {
 fn encrypted_disk_member_is_an_error() {
     use zip::unstable::write::FileOptionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.nxpk");
-    let mut zip = ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let plain = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    zip.start_file("vmnetx-package.xml", plain).unwrap();
-    zip.write_all(MANIFEST.as_bytes()).unwrap();
-    zip.start_file("domain.xml", plain).unwrap();
-    zip.write_all(DOMAIN.as_bytes()).unwrap();
-    zip.start_file("memory.img", plain).unwrap();
-    zip.write_all(b"memory").unwrap();
-    let secret = plain.with_deprecated_encryption(b"password").unwrap();
+    let (path, mut zip) = zip_without_disk(dir.path(), MANIFEST, b"memory");
+    let secret = stored_options()
+        .with_deprecated_encryption(b"password")
+        .unwrap();
     zip.start_file("disk.img", secret).unwrap();
     zip.write_all(&disk_bytes(1000)).unwrap();
     zip.finish().unwrap();
@@ -701,29 +764,24 @@ fn encrypted_flag_is_an_error_in_either_header() {
     // Set bit 0 of the general-purpose flags ("encrypted") of a plain
     // member, in the central directory, the local header, or both: each is
     // refused (an AES member, which needs a crate feature to write, also
-    // sets this bit).
+    // sets this bit). The manifest too.
     let dir = tempfile::tempdir().unwrap();
-    for (local, central) in [(true, true), (false, true), (true, false)] {
-        let path = with_domain(dir.path(), DOMAIN);
-        patch_file(&path, |bytes| {
-            let (l, c) = headers(bytes, "disk.img");
-            if local {
-                bytes[l + 6] |= 1;
+    for (member, in_local, in_central) in [
+        ("disk.img", true, true),
+        ("disk.img", false, true),
+        ("disk.img", true, false),
+        ("vmnetx-package.xml", true, true),
+    ] {
+        let message = patched_member_err(dir.path(), member, |bytes, local, central| {
+            if in_local {
+                bytes[local + 6] |= 1;
             }
-            if central {
-                bytes[c + 8] |= 1;
+            if in_central {
+                bytes[central + 8] |= 1;
             }
         });
-        assert_eq!(open_err(&path), "member `disk.img` is encrypted");
+        assert_eq!(message, format!("member `{member}` is encrypted"));
     }
-    // The manifest too.
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (l, c) = headers(bytes, "vmnetx-package.xml");
-        bytes[l + 6] |= 1;
-        bytes[c + 8] |= 1;
-    });
-    assert_eq!(open_err(&path), "member `vmnetx-package.xml` is encrypted");
 }
 
 #[test]
@@ -736,14 +794,12 @@ fn unsupported_compression_method_is_an_error() {
         (14, "14 (Lzma)"),
         (77, "77 (Unknown)"),
     ] {
-        let path = with_domain(dir.path(), DOMAIN);
-        patch_file(&path, |bytes| {
-            let (l, c) = headers(bytes, "disk.img");
-            bytes[l + 8] = method;
-            bytes[c + 10] = method;
+        let message = patched_member_err(dir.path(), "disk.img", |bytes, local, central| {
+            bytes[local + 8] = method;
+            bytes[central + 10] = method;
         });
         assert_eq!(
-            open_err(&path),
+            message,
             format!(
                 "member `disk.img` uses unsupported compression method {shown} (only STORED and DEFLATE are supported)"
             )
@@ -754,68 +810,49 @@ fn unsupported_compression_method_is_an_error() {
 #[test]
 fn local_header_disagreeing_with_central_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    // Different method in the local header.
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (l, _) = headers(bytes, "disk.img");
-        bytes[l + 8] = 8;
-    });
-    assert_contains(
-        &open_err(&path),
-        "member `disk.img` is corrupt: its local header says compression method 8",
-    );
-    // Different name in the local header.
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (l, _) = headers(bytes, "disk.img");
-        bytes[l + 30] = b'D';
-    });
-    assert_contains(
-        &open_err(&path),
-        "member `disk.img` is corrupt: its local header names `Disk.img`",
-    );
-    // The central directory points at the wrong place.
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (_, c) = headers(bytes, "disk.img");
-        bytes[c + 42] = bytes[c + 42].wrapping_add(1);
-    });
-    assert_contains(&open_err(&path), "member `disk.img` is corrupt");
+    let cases: [(&str, MemberPatch, &str); 3] = [
+        (
+            "different method in the local header",
+            |bytes, local, _| bytes[local + 8] = 8,
+            "member `disk.img` is corrupt: its local header says compression method 8",
+        ),
+        (
+            "different name in the local header",
+            |bytes, local, _| bytes[local + 30] = b'D',
+            "member `disk.img` is corrupt: its local header names `Disk.img`",
+        ),
+        (
+            "central directory pointing at the wrong place",
+            |bytes, _, central| bytes[central + 42] = bytes[central + 42].wrapping_add(1),
+            "member `disk.img` is corrupt",
+        ),
+    ];
+    for (case, patch, expected) in cases {
+        let message = patched_member_err(dir.path(), "disk.img", patch);
+        assert_case_contains(case, &message, expected);
+    }
 }
 
 #[test]
 fn stored_member_running_past_the_data_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (_, c) = headers(bytes, "disk.img");
+    let message = patched_member_err(dir.path(), "disk.img", |bytes, _, central| {
         // Declare 1 GiB stored (both sizes).
-        for at in [c + 20, c + 24] {
+        for at in [central + 20, central + 24] {
             bytes[at..at + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
         }
     });
-    assert_contains(
-        &open_err(&path),
-        "member `disk.img` is corrupt: its data (bytes",
-    );
+    assert_contains(&message, "member `disk.img` is corrupt: its data (bytes");
 }
 
 #[test]
 fn corrupt_deflate_stream_is_a_read_error() {
     let dir = tempfile::tempdir().unwrap();
-    let content = disk_bytes(100_000);
-    let path = write_zip(
-        dir.path(),
-        "p.nxpk",
-        members(MANIFEST, DOMAIN, deflated("disk.img", content)),
-    );
-    patch_file(&path, |bytes| {
-        let (l, _) = headers(bytes, "disk.img");
-        let data = l + 30 + u16_at(bytes, l + 26) + u16_at(bytes, l + 28);
+    let package = open_with_patched_deflated_disk(dir.path(), |bytes, local, _| {
+        let data = local + 30 + u16_at(bytes, local + 26) + u16_at(bytes, local + 28);
         // BFINAL=1, BTYPE=11: a reserved (invalid) block type.
         bytes[data] = 0x07;
     });
-    let package = Package::open(&path).unwrap();
     let message = read_disk(&package).unwrap_err();
     assert_contains(&message, "InvalidData: member `disk.img`: cannot read data");
 }
@@ -823,18 +860,10 @@ fn corrupt_deflate_stream_is_a_read_error() {
 #[test]
 fn deflate_member_with_wrong_crc_is_a_read_error() {
     let dir = tempfile::tempdir().unwrap();
-    let content = disk_bytes(100_000);
-    let path = write_zip(
-        dir.path(),
-        "p.nxpk",
-        members(MANIFEST, DOMAIN, deflated("disk.img", content)),
-    );
-    patch_file(&path, |bytes| {
-        let (l, c) = headers(bytes, "disk.img");
-        bytes[l + 14] ^= 0x55;
-        bytes[c + 16] ^= 0x55;
+    let package = open_with_patched_deflated_disk(dir.path(), |bytes, local, central| {
+        bytes[local + 14] ^= 0x55;
+        bytes[central + 16] ^= 0x55;
     });
-    let package = Package::open(&path).unwrap();
     let message = read_disk(&package).unwrap_err();
     assert_contains(&message, "InvalidData: member `disk.img`: CRC-32 mismatch");
 }
@@ -842,7 +871,6 @@ fn deflate_member_with_wrong_crc_is_a_read_error() {
 #[test]
 fn deflate_member_with_wrong_size_is_a_read_error() {
     let dir = tempfile::tempdir().unwrap();
-    let content = disk_bytes(100_000);
     for (delta, expected) in [
         (
             1i64,
@@ -850,18 +878,11 @@ fn deflate_member_with_wrong_size_is_a_read_error() {
         ),
         (-1, "data is longer than the 99999 bytes declared"),
     ] {
-        let path = write_zip(
-            dir.path(),
-            "p.nxpk",
-            members(MANIFEST, DOMAIN, deflated("disk.img", content.clone())),
-        );
-        patch_file(&path, |bytes| {
-            let (l, c) = headers(bytes, "disk.img");
+        let package = open_with_patched_deflated_disk(dir.path(), |bytes, local, central| {
             let size = u32::try_from(100_000 + delta).unwrap().to_le_bytes();
-            bytes[l + 22..l + 26].copy_from_slice(&size);
-            bytes[c + 24..c + 28].copy_from_slice(&size);
+            bytes[local + 22..local + 26].copy_from_slice(&size);
+            bytes[central + 24..central + 28].copy_from_slice(&size);
         });
-        let package = Package::open(&path).unwrap();
         assert_eq!(
             package.disk().unwrap().len(),
             100_000u64.wrapping_add_signed(delta)
@@ -873,31 +894,19 @@ fn deflate_member_with_wrong_size_is_a_read_error() {
 #[test]
 fn stored_xml_member_with_wrong_crc_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = with_domain(dir.path(), DOMAIN);
-    patch_file(&path, |bytes| {
-        let (l, c) = headers(bytes, "domain.xml");
-        bytes[l + 14] ^= 1;
-        bytes[c + 16] ^= 1;
+    let message = patched_member_err(dir.path(), "domain.xml", |bytes, local, central| {
+        bytes[local + 14] ^= 1;
+        bytes[central + 16] ^= 1;
     });
-    assert_contains(
-        &open_err(&path),
-        "member `domain.xml` is corrupt: CRC-32 mismatch",
-    );
+    assert_contains(&message, "member `domain.xml` is corrupt: CRC-32 mismatch");
 }
 
 #[test]
 fn directory_member_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = MANIFEST.replace(r#""disk.img""#, r#""disks/""#);
-    let path = dir.path().join("p.nxpk");
-    let mut zip = ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    zip.start_file("vmnetx-package.xml", options).unwrap();
-    zip.write_all(manifest.as_bytes()).unwrap();
-    zip.start_file("domain.xml", options).unwrap();
-    zip.write_all(DOMAIN.as_bytes()).unwrap();
-    zip.start_file("memory.img", options).unwrap();
-    zip.add_directory("disks/", options).unwrap();
+    let manifest = manifest_with(r#""disk.img""#, r#""disks/""#);
+    let (path, mut zip) = zip_without_disk(dir.path(), &manifest, b"");
+    zip.add_directory("disks/", stored_options()).unwrap();
     zip.finish().unwrap();
     assert_eq!(open_err(&path), "member `disks/` is a directory");
 }

@@ -287,6 +287,10 @@ fn check_bidi(label: &[char]) -> bool {
     };
     let mut valid_ending = false;
     let mut number_type = None;
+    // Rules 2 to 4 of RFC 5893 for a right-to-left label, 5 and 6 for a
+    // left-to-right one, as `idna.check_bidi` writes them: the two allowed
+    // lists look alike but are different rules (R, AL, AN against L), so
+    // they stay apart to be read against the RFC.
     for &d in &classes {
         if rtl {
             let allowed = [
