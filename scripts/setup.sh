@@ -8,7 +8,11 @@ set -euo pipefail
 #   e2fsprogs    mke2fs -d, to fill test disks with real files
 #   time         GNU time, peak RSS in the benchmarks
 #   python3-venv the original olive2022 from PyPI, as a side-by-side oracle
-packages=(qemu-utils e2fsprogs time python3-venv ca-certificates)
+#   docker-registry  a real OCI registry (CNCF distribution) on loopback
+#   skopeo umoci     independent OCI clients to verify what we push and write
+#   apache2-utils    htpasswd, for the registry's authentication
+packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
+    docker-registry skopeo umoci apache2-utils curl)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

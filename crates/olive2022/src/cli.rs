@@ -90,18 +90,49 @@ pub struct LaunchArgs {
 /// `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Directory to keep intermediate files.
+    /// Directory to keep intermediate files (kept afterwards).
     #[arg(long)]
     pub tmp_dir: Option<PathBuf>,
-    /// Registry where to store the containerDisk.
+    /// Registry (and path) where to store the containerDisk.
     #[arg(long, env = "OLIVE2022_REGISTRY", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
-    /// Pull credentials (USER:TOKEN) to add to the recipe.
+    /// Pull credentials (USER:TOKEN) to add to the recipe; makes it
+    /// restricted.
     #[arg(long, env = "OLIVE2022_CREDENTIALS", hide_env_values = true)]
     pub deploy_token: Option<String>,
+    /// Directory of the Sinfonia recipes.
+    #[arg(long, default_value = "RECIPES")]
+    pub recipes: PathBuf,
+    /// Write an OCI image layout (`oci:DIR`) instead of pushing.
+    #[arg(long, value_name = "oci:DIR")]
+    pub output: Option<String>,
+    /// Push a public image without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Allow plain HTTP to a registry that is not on this machine.
+    #[arg(long)]
+    pub insecure_registry: bool,
+    /// Name of the VM when the package has none.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Compression of the disk image.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Deflate)]
+    pub compression: CompressionArg,
+    /// Compressing threads (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Helm chart of the recipe.
+    #[arg(long, default_value = sinfonia::vmi::ORIGINAL_CHART)]
+    pub chart: String,
+    /// Version of the Helm chart.
+    #[arg(long, default_value = sinfonia::vmi::ORIGINAL_CHART_VERSION)]
+    pub chart_version: String,
+    /// Convert every `VMNETX_URL [PACKAGE_FILE]` line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "package"])]
+    pub batch: Option<PathBuf>,
     /// The vmnetx+https:// URL of the VM.
-    #[arg(value_name = "VMNETX_URL")]
-    pub url: String,
+    #[arg(value_name = "VMNETX_URL", required_unless_present = "batch")]
+    pub url: Option<String>,
     /// A local copy of the package (skips the download).
     #[arg(value_name = "PACKAGE_FILE")]
     pub package: Option<PathBuf>,

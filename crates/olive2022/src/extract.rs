@@ -1,23 +1,17 @@
 //! `olive2022 extract`: a VMNetX package to a compressed qcow2 image.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use diskimage::{ConvertOptions, ConvertStats, DiskReader, FileRange, InputFormat, Source};
+use anyhow::{Context, Result};
+use diskimage::{ConvertOptions, ConvertStats, DiskReader};
 use serde::Serialize;
-use vmnetx::domain::{DiskFormat, Domain};
-use vmnetx::package::{DiskMember, Package};
 
 use crate::cli::{Cli, ExtractArgs};
-use crate::progress::{Verbosity, bytes_style};
-use crate::{interrupt, source};
-
-/// Names that mean "the archive did not name this VM".
-const PLACEHOLDER_NAMES: [&str; 2] = ["", "Virtual Machine"];
+use crate::progress::Verbosity;
+use crate::{interrupt, source, vm};
 
 /// What `extract` reports.
 #[derive(Debug, Serialize)]
@@ -59,27 +53,15 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
     }
     let started = Instant::now();
     interrupt::flag();
-    let local = source::resolve(&args.source, &tmp_dir, verbosity)?;
-    let package = Package::open(&local.path)
-        .with_context(|| format!("cannot read the package {}", local.path.display()))?;
-    let name = vm_name(&package.manifest().name, args.name.as_deref())?;
-    let domain = package.domain().clone();
-    verbosity.status(format!("Extracting \"{name}\""));
-    let (disk, input_size) = open_disk(&package, &domain, &tmp_dir)?;
-    let format = disk.format();
-    let options = ConvertOptions {
-        compression: args.compression.into(),
-        threads: args.threads.map_or_else(default_threads, usize::from),
-        cancel: Some(interrupt::flag()),
-        ..ConvertOptions::default()
-    };
-    let stats = write_image(disk, &args.output, &out_dir, &options, verbosity)?;
+    let vm = vm::open(&args.source, args.name.as_deref(), &tmp_dir, verbosity)?;
+    verbosity.status(format!("Extracting \"{}\"", vm.name));
+    let format = vm.disk.format();
+    let options = vm::convert_options(args.compression.into(), args.threads);
+    let stats = write_image(vm.disk, &args.output, &out_dir, &options, verbosity)?;
+    let (name, domain, input_size) = (vm.name, vm.domain, vm.input_size);
     let summary = Summary {
         name,
-        uuid: local
-            .url
-            .as_ref()
-            .map(|url| url.sinfonia_uuid().to_string()),
+        uuid: vm.url.as_ref().map(|url| url.sinfonia_uuid().to_string()),
         vcpus: domain.vcpus,
         memory_mib: domain.memory_mib(),
         disk_bus: domain.disk_bus.libvirt().to_owned(),
@@ -93,15 +75,11 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
         output: args.output.clone(),
         output_size: stats.output_size,
         compression: format!("{:?}", args.compression).to_lowercase(),
-        savings_percent: savings(input_size, stats.output_size),
+        savings_percent: vm::savings(input_size, stats.output_size),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     print_summary(&summary, args.json)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -109,61 +87,6 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// The VM's name: the package's, else `--name`, else asked on a terminal.
-fn vm_name(from_package: &str, from_flag: Option<&str>) -> Result<String> {
-    if !PLACEHOLDER_NAMES.contains(&from_package.trim()) {
-        return Ok(from_package.to_owned());
-    }
-    if let Some(name) = from_flag.filter(|name| !PLACEHOLDER_NAMES.contains(&name.trim())) {
-        return Ok(name.to_owned());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("the package does not name its VM: give one with --name");
-    }
-    let stdin = std::io::stdin();
-    loop {
-        eprint!("VM image name: ");
-        std::io::stderr().flush().ok();
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            bail!("the package does not name its VM: give one with --name");
-        }
-        let name = line.trim();
-        if !PLACEHOLDER_NAMES.contains(&name) {
-            return Ok(name.to_owned());
-        }
-    }
-}
-
-/// Opens the package's disk for reading: in place when stored, streamed
-/// when deflated and raw, spooled to a temporary file when deflated and
-/// qcow2 (which needs random access).
-fn open_disk(package: &Package, domain: &Domain, tmp_dir: &Path) -> Result<(DiskReader, u64)> {
-    let declared = domain.disk_format.map(|format| match format {
-        DiskFormat::Qcow2 => InputFormat::Qcow2,
-        DiskFormat::Raw => InputFormat::Raw,
-    });
-    let member = package.disk().context("cannot read the package's disk")?;
-    let size = member.len();
-    let source = match member {
-        DiskMember::Stored { file, offset, len } => {
-            Source::RandomAccess(Box::new(FileRange::new(file, offset, len)?))
-        }
-        DiskMember::Deflated { reader, len } if declared == Some(InputFormat::Raw) => {
-            Source::Stream { reader, len }
-        }
-        DiskMember::Deflated { mut reader, len } => {
-            let mut spool = tempfile::tempfile_in(tmp_dir).with_context(|| {
-                format!("cannot create a temporary file in {}", tmp_dir.display())
-            })?;
-            std::io::copy(&mut reader, &mut spool).context("cannot inflate the disk")?;
-            Source::RandomAccess(Box::new(FileRange::new(spool, 0, len)?))
-        }
-    };
-    let reader = DiskReader::open(source, declared).context("cannot read the package's disk")?;
-    Ok((reader, size))
 }
 
 /// Converts into a hidden temporary file beside `output`, then renames it:
@@ -182,25 +105,10 @@ fn write_image(
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(out_dir)
         .with_context(|| format!("cannot create a file in {}", out_dir.display()))?;
-    let bar = verbosity.bytes_bar("compress");
-    bar.set_length(disk.virtual_size());
-    bar.set_style(bytes_style(true));
-    let file = temp.reopen()?;
-    let result = diskimage::convert(disk, file, options, &mut |done| bar.set_position(done));
-    bar.finish_and_clear();
-    let (file, stats) = result.context("conversion failed")?;
-    file.sync_all().context("cannot flush the image to disk")?;
+    let (_, stats) = vm::compress(disk, temp.reopen()?, options, verbosity)?;
     temp.persist(output)
         .with_context(|| format!("cannot move the image to {}", output.display()))?;
     Ok(stats)
-}
-
-fn savings(input: u64, output: u64) -> f64 {
-    if input == 0 {
-        return 0.0;
-    }
-    let percent = 100.0 - 100.0 * output as f64 / input as f64;
-    (percent * 10.0).round() / 10.0
 }
 
 fn print_summary(summary: &Summary, json: bool) -> Result<()> {

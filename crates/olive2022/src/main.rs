@@ -7,11 +7,13 @@
 //! 130 interrupted.
 
 mod cli;
+mod convert;
 mod extract;
 mod interrupt;
 mod launch;
 mod progress;
 mod source;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Uuid(args) => launch::uuid(args),
         Command::Launch(args) if cli.dry_run => launch::dry_run(args),
         Command::Extract(args) => extract::run(&cli, args),
+        Command::Convert(args) => convert::run(&cli, args),
         other => return not_implemented(other.name()),
     };
     match outcome {

@@ -103,3 +103,43 @@ impl vmnetx::fetch::Progress for DownloadBar {
         crate::interrupt::requested()
     }
 }
+
+/// Draws an upload on a bar.
+pub struct PushBar {
+    bar: ProgressBar,
+}
+
+impl PushBar {
+    /// An upload bar.
+    pub fn new(verbosity: Verbosity) -> PushBar {
+        PushBar {
+            bar: verbosity.bytes_bar("upload"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl containerdisk::registry::PushProgress for PushBar {
+    fn start(&mut self, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_style(bytes_style(true));
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn retry(&mut self, attempt: u32, error: &containerdisk::registry::RegistryError) {
+        self.bar.println(format!(
+            "upload interrupted ({error}); resuming, attempt {attempt}"
+        ));
+    }
+
+    fn cancelled(&self) -> bool {
+        crate::interrupt::requested()
+    }
+}

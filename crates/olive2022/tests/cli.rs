@@ -88,16 +88,6 @@ fn commands_of_open_issues_say_so() {
         &["install"],
         &["install", "--system", "--convert"],
         &["uninstall"],
-        &["convert", URL],
-        &[
-            "convert",
-            "--registry",
-            "r",
-            "--deploy-token",
-            "u:t",
-            URL,
-            "pkg.nxpk",
-        ],
     ] {
         let output = olive(args, &[]);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -15,9 +15,16 @@ fn default_values_have_the_shape_convert_writes() {
     let values: serde_json::Map<String, serde_json::Value> =
         serde_saphyr::from_str(&chart_file("values.yaml")).unwrap();
     let parsed = VmiValues::from_values(&values).unwrap();
-    assert_eq!(parsed.virtvnc.fullname_override, "vmi", "the VNC service must be vmi-vnc");
+    assert_eq!(
+        parsed.virtvnc.fullname_override, "vmi",
+        "the VNC service must be vmi-vnc"
+    );
     assert_eq!(parsed.container_disk.bus, "sata");
-    assert_eq!(parsed.machine.map(|m| m.network), Some(false), "no guest network by default");
+    assert_eq!(
+        parsed.machine.map(|m| m.network),
+        Some(false),
+        "no guest network by default"
+    );
 }
 
 #[test]
@@ -25,15 +32,20 @@ fn chart_versions() {
     let chart: serde_json::Value = serde_saphyr::from_str(&chart_file("Chart.yaml")).unwrap();
     assert_eq!(chart["version"], "0.2.0");
     assert_eq!(chart["dependencies"][0]["name"], "virtvnc");
-    let sub: serde_json::Value = serde_saphyr::from_str(&chart_file("charts/virtvnc/Chart.yaml")).unwrap();
+    let sub: serde_json::Value =
+        serde_saphyr::from_str(&chart_file("charts/virtvnc/Chart.yaml")).unwrap();
     assert_eq!(sub["version"], chart["dependencies"][0]["version"]);
 }
 
 #[test]
 fn templates_use_every_value_convert_writes() {
-    let templates = ["templates/vmi.yaml", "templates/_helpers.tpl", "templates/secret.yaml"]
-        .map(chart_file)
-        .join("\n");
+    let templates = [
+        "templates/vmi.yaml",
+        "templates/_helpers.tpl",
+        "templates/secret.yaml",
+    ]
+    .map(chart_file)
+    .join("\n");
     for used in [
         ".Values.containerDisk.bus",
         "$disk.digest",

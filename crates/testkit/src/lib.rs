@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod http;
+pub mod registry;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

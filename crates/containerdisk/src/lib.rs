@@ -1,0 +1,75 @@
+//! KubeVirt containerDisk images, without Docker.
+//!
+//! A containerDisk is an OCI image whose single layer holds `disk/` and one
+//! disk image in it, owned by the `qemu` user (uid/gid 107) that KubeVirt
+//! runs as. This crate builds that image around a qcow2 file without copying
+//! it: the layer is a tar stream computed on the fly (headers, the file,
+//! padding), hashed in one pass and uploaded straight from the file.
+//!
+//! - [`digest`]: content digests (`sha256:…`);
+//! - [`layer`]: the tar layer of one disk file, readable at any offset;
+//! - [`image`]: the image config and manifest;
+//! - [`reference`](mod@reference): image references (`registry/repository:tag`);
+//! - [`auth`]: registry credentials from the files container tools keep;
+//! - [`registry`]: the OCI distribution API (push and pull);
+//! - [`layout`]: an OCI image layout directory instead of a registry.
+
+pub mod auth;
+pub mod digest;
+pub mod image;
+pub mod layer;
+pub mod layout;
+pub mod reference;
+pub mod registry;
+
+pub use digest::Digest;
+
+/// The bytes of a blob, readable at any offset: uploads retry and resume,
+/// so they must be able to read a piece again.
+pub trait BlobSource: Sync {
+    /// The blob's digest.
+    fn digest(&self) -> &Digest;
+    /// The blob's size in bytes.
+    fn size(&self) -> u64;
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// A small blob held in memory (configs, manifests).
+#[derive(Debug, Clone)]
+pub struct MemoryBlob {
+    bytes: Vec<u8>,
+    digest: Digest,
+}
+
+impl MemoryBlob {
+    /// A blob of `bytes`.
+    pub fn new(bytes: Vec<u8>) -> MemoryBlob {
+        let digest = Digest::of(&bytes);
+        MemoryBlob { bytes, digest }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl BlobSource for MemoryBlob {
+    fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        let n = buf.len().min(self.bytes.len() - start);
+        buf[..n].copy_from_slice(&self.bytes[start..start + n]);
+        Ok(n)
+    }
+}
