@@ -14,13 +14,13 @@
 //! of the whole conversion, for every push and again for every pull.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 use tar::{EntryType, Header};
 
-use crate::BlobSource;
 use crate::digest::{Digest, Hasher};
+use crate::{BlobSource, copy_blob};
 
 /// Media type of the layer: an uncompressed tar (see the module docs).
 pub const MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -61,27 +61,8 @@ impl DiskLayer {
 
     fn hash(&self, progress: &mut dyn FnMut(u64)) -> io::Result<Digest> {
         let mut hasher = Hasher::new();
-        self.write_to(&mut hasher, progress)?;
+        copy_blob(self, &mut hasher, progress)?;
         Ok(hasher.finish())
-    }
-
-    /// Writes the whole layer to `out`.
-    pub fn write_to(&self, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
-        let mut buf = vec![0; 1 << 20];
-        let mut offset = 0;
-        while offset < self.size() {
-            let n = self.read_at(offset, &mut buf)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the disk file shrank",
-                ));
-            }
-            out.write_all(&buf[..n])?;
-            offset += n as u64;
-            progress(offset);
-        }
-        Ok(())
     }
 
     /// Size of the disk file inside the layer.
@@ -162,7 +143,7 @@ impl BlobSource for DiskLayer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     fn layer_of(content: &[u8]) -> (tempfile::NamedTempFile, DiskLayer) {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -173,7 +154,7 @@ mod tests {
 
     fn bytes_of(layer: &DiskLayer) -> Vec<u8> {
         let mut out = Vec::new();
-        layer.write_to(&mut out, &mut |_| {}).unwrap();
+        copy_blob(layer, &mut out, &mut |_| {}).unwrap();
         out
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::image::{Image, MANIFEST_MEDIA_TYPE};
-use crate::{BlobSource, Digest};
+use crate::{BlobSource, Digest, copy_blob};
 
 /// The annotation that names a manifest in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -85,20 +85,7 @@ fn write_blob(
     let mut temp = tempfile::Builder::new()
         .prefix(".blob-")
         .tempfile_in(blobs)?;
-    let mut buf = vec![0; 1 << 20];
-    let mut offset = 0;
-    while offset < blob.size() {
-        let n = blob.read_at(offset, &mut buf)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob shorter than announced",
-            ));
-        }
-        temp.write_all(&buf[..n])?;
-        offset += n as u64;
-        progress(offset);
-    }
+    copy_blob(blob, &mut temp, progress)?;
     temp.as_file().sync_all()?;
     temp.persist(&path).map_err(|e| e.error)?;
     Ok(())

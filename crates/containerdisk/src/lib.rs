@@ -35,6 +35,30 @@ pub trait BlobSource: Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
 }
 
+/// Writes all of `blob` to `out`, reporting the bytes done to `progress`.
+pub fn copy_blob(
+    blob: &dyn BlobSource,
+    out: &mut dyn std::io::Write,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    let mut buf = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < blob.size() {
+        let n = blob.read_at(offset, &mut buf)?;
+        if n == 0 {
+            let message = "the blob is shorter than its size (its file shrank?)";
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                message,
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        offset += n as u64;
+        progress(offset);
+    }
+    Ok(())
+}
+
 /// A small blob held in memory (configs, manifests).
 #[derive(Debug, Clone)]
 pub struct MemoryBlob {

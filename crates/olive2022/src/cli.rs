@@ -112,15 +112,9 @@ pub struct ConvertArgs {
     /// Allow plain HTTP to a registry that is not on this machine.
     #[arg(long)]
     pub insecure_registry: bool,
-    /// Name of the VM when the package has none.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Compression of the disk image.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Deflate)]
-    pub compression: CompressionArg,
-    /// Compressing threads (default: all cores).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: Option<u16>,
+    /// How to read and compress the disk.
+    #[command(flatten)]
+    pub disk: DiskArgs,
     /// Helm chart of the recipe.
     #[arg(long, default_value = sinfonia::vmi::ORIGINAL_CHART)]
     pub chart: String,
@@ -164,18 +158,26 @@ impl From<CompressionArg> for diskimage::Compression {
     }
 }
 
-/// `extract`.
+/// The disk options shared by `extract` and `convert`.
 #[derive(Debug, Args)]
-pub struct ExtractArgs {
+pub struct DiskArgs {
     /// Name of the VM when the package has none.
     #[arg(long)]
     pub name: Option<String>,
-    /// Compression of the output image.
+    /// Compression of the disk image.
     #[arg(long, value_enum, default_value_t = CompressionArg::Deflate)]
     pub compression: CompressionArg,
     /// Compressing threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+}
+
+/// `extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// How to read and compress the disk.
+    #[command(flatten)]
+    pub disk: DiskArgs,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,

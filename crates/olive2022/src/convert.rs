@@ -27,7 +27,7 @@ use vmnetx::domain::Domain;
 use vmnetx::url::VmnetxUrl;
 
 use crate::cli::{Cli, ConvertArgs};
-use crate::progress::{PushBar, Verbosity, bytes_style};
+use crate::progress::{TransferBar, Verbosity, bytes_style};
 use crate::vm;
 
 /// The tag the original pushes, kept for compatibility.
@@ -226,10 +226,10 @@ fn convert_one(
         Some(path) => path.to_string_lossy().into_owned(),
         None => job.source_url.clone(),
     };
-    let vm = vm::open(&source, args.name.as_deref(), &tmp_dir, verbosity)?;
+    let vm = vm::open(&source, args.disk.name.as_deref(), &tmp_dir, verbosity)?;
     verbosity.status(format!("Converting \"{}\"", vm.name));
     let disk = DiskFile::create(&tmp_dir, &uuid.to_string(), args.tmp_dir.is_some())?;
-    let options = vm::convert_options(args.compression.into(), args.threads);
+    let options = vm::convert_options(args.disk.compression.into(), args.disk.threads);
     let (file, stats) = vm::compress(vm.disk, disk.file()?, &options, verbosity)?;
     let layer = hash_layer(file, stats.output_size, verbosity)?;
     let image = Image::new(&layer, &labels(&vm.name, job));
@@ -353,7 +353,7 @@ fn push(
     };
     let registry = Registry::new(&reference.registry, options)?;
     let repository = &reference.repository;
-    let mut bar = PushBar::new(verbosity);
+    let mut bar = TransferBar::new(verbosity, "upload");
     let uploaded = registry.push_blob(repository, layer, &mut bar);
     bar.finish();
     let uploaded =

@@ -53,10 +53,10 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
     }
     let started = Instant::now();
     interrupt::flag();
-    let vm = vm::open(&args.source, args.name.as_deref(), &tmp_dir, verbosity)?;
+    let vm = vm::open(&args.source, args.disk.name.as_deref(), &tmp_dir, verbosity)?;
     verbosity.status(format!("Extracting \"{}\"", vm.name));
     let format = vm.disk.format();
-    let options = vm::convert_options(args.compression.into(), args.threads);
+    let options = vm::convert_options(args.disk.compression.into(), args.disk.threads);
     let stats = write_image(vm.disk, &args.output, &out_dir, &options, verbosity)?;
     let (name, domain, input_size) = (vm.name, vm.domain, vm.input_size);
     let summary = Summary {
@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
         virtual_size: stats.virtual_size,
         output: args.output.clone(),
         output_size: stats.output_size,
-        compression: format!("{:?}", args.compression).to_lowercase(),
+        compression: format!("{:?}", args.disk.compression).to_lowercase(),
         savings_percent: vm::savings(input_size, stats.output_size),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };

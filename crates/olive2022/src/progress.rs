@@ -61,16 +61,16 @@ pub fn bytes_style(known_total: bool) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// Draws a download on a bar.
-pub struct DownloadBar {
+/// Draws a transfer (download or upload) on a byte bar; Ctrl-C cancels it.
+pub struct TransferBar {
     bar: ProgressBar,
 }
 
-impl DownloadBar {
-    /// A download bar.
-    pub fn new(verbosity: Verbosity) -> DownloadBar {
-        DownloadBar {
-            bar: verbosity.bytes_bar("download"),
+impl TransferBar {
+    /// A bar labelled `label`.
+    pub fn new(verbosity: Verbosity, label: &str) -> TransferBar {
+        TransferBar {
+            bar: verbosity.bytes_bar(label),
         }
     }
 
@@ -78,10 +78,8 @@ impl DownloadBar {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
-}
 
-impl vmnetx::fetch::Progress for DownloadBar {
-    fn start(&mut self, total: Option<u64>) {
+    fn start(&self, total: Option<u64>) {
         self.bar.reset();
         if let Some(total) = total {
             self.bar.set_length(total);
@@ -89,14 +87,24 @@ impl vmnetx::fetch::Progress for DownloadBar {
         self.bar.set_style(bytes_style(total.is_some()));
     }
 
+    fn retry(&self, attempt: u32, error: &dyn std::fmt::Display) {
+        self.bar.println(format!(
+            "transfer interrupted ({error}); resuming, attempt {attempt}"
+        ));
+    }
+}
+
+impl vmnetx::fetch::Progress for TransferBar {
+    fn start(&mut self, total: Option<u64>) {
+        TransferBar::start(self, total);
+    }
+
     fn advance(&mut self, bytes: u64) {
         self.bar.inc(bytes);
     }
 
     fn retry(&mut self, attempt: u32, error: &vmnetx::fetch::FetchError) {
-        self.bar.println(format!(
-            "download interrupted ({error}); resuming, attempt {attempt}"
-        ));
+        TransferBar::retry(self, attempt, error);
     }
 
     fn cancelled(&self) -> bool {
@@ -104,29 +112,9 @@ impl vmnetx::fetch::Progress for DownloadBar {
     }
 }
 
-/// Draws an upload on a bar.
-pub struct PushBar {
-    bar: ProgressBar,
-}
-
-impl PushBar {
-    /// An upload bar.
-    pub fn new(verbosity: Verbosity) -> PushBar {
-        PushBar {
-            bar: verbosity.bytes_bar("upload"),
-        }
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-impl containerdisk::registry::PushProgress for PushBar {
+impl containerdisk::registry::PushProgress for TransferBar {
     fn start(&mut self, total: u64) {
-        self.bar.set_length(total);
-        self.bar.set_style(bytes_style(true));
+        TransferBar::start(self, Some(total));
     }
 
     fn advance(&mut self, bytes: u64) {
@@ -134,9 +122,7 @@ impl containerdisk::registry::PushProgress for PushBar {
     }
 
     fn retry(&mut self, attempt: u32, error: &containerdisk::registry::RegistryError) {
-        self.bar.println(format!(
-            "upload interrupted ({error}); resuming, attempt {attempt}"
-        ));
+        TransferBar::retry(self, attempt, error);
     }
 
     fn cancelled(&self) -> bool {

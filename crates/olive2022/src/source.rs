@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempPath;
 use vmnetx::url::VmnetxUrl;
 
-use crate::progress::{DownloadBar, Verbosity};
+use crate::progress::{TransferBar, Verbosity};
 
 /// Largest reference file read (they hold one URL).
 const MAX_REFERENCE_SIZE: u64 = 64 * 1024;
@@ -77,7 +77,7 @@ fn download(source: &str, tmp_dir: &Path, verbosity: Verbosity) -> Result<LocalP
         .with_context(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?
         .into_temp_path();
     verbosity.status(format!("Fetching {}", redact(&fetch_url)));
-    let mut bar = DownloadBar::new(verbosity);
+    let mut bar = TransferBar::new(verbosity, "download");
     let result = vmnetx::fetch::fetch_to_file(&fetch_url, &temp, &Default::default(), &mut bar);
     bar.finish();
     let bytes = result.context("download failed")?;
