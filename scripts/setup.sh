@@ -11,8 +11,23 @@ set -euo pipefail
 #   docker-registry  a real OCI registry (CNCF distribution) on loopback
 #   skopeo umoci     independent OCI clients to verify what we push and write
 #   apache2-utils    htpasswd, for the registry's authentication
+#   wireguard-go wireguard-tools  the namespace cloudlet's WireGuard endpoint
+#                    (and the test's independent client), `wg genkey/set/show`
+#   dnsmasq-base     the cloudlet's cluster DNS (vmi-vnc.<deployment>.svc…)
+#   tigervnc-standalone-server  Xvnc, the cloudlet's RFB 3.8 server
+#   x11-xserver-utils  xsetroot, paints the Xvnc screen a recognisable colour
+#   bind9-dnsutils   dig, resolves through the tunnel in the fixture's test
+#   iproute2 nftables  namespaces, veths; packet loss and the unanswered
+#                    handshake (nftables: this kernel has no sch_netem)
+#   desktop-file-utils  desktop-file-validate, update-desktop-database: the
+#                    `install` handler's checks and desktop database refresh
+#   xdg-utils libglib2.0-bin  xdg-mime and gio: the desktop's own view of the
+#                    default vmnetx+https handler and a real launch of it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
-    docker-registry skopeo umoci apache2-utils curl)
+    docker-registry skopeo umoci apache2-utils curl
+    wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
+    x11-xserver-utils bind9-dnsutils iproute2 nftables
+    desktop-file-utils xdg-utils libglib2.0-bin)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

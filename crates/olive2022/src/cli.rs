@@ -38,13 +38,17 @@ pub enum Command {
     /// Launch a Virtual Machine (VM) image with Sinfonia.
     Launch(LaunchArgs),
     /// Wait for the VM's display and start a VNC viewer (inside a tunnel).
-    Stage2,
+    Stage2(Stage2Args),
     /// Convert a VMNetX package to a containerDisk image and a recipe.
     Convert(ConvertArgs),
     /// Print the Sinfonia UUID of a VMNetX URL.
     Uuid(UuidArgs),
     /// Extract the disk of a VMNetX package as a compressed qcow2 image.
     Extract(ExtractArgs),
+    /// Run an embedded single-machine Sinfonia cloudlet (coming).
+    Cloudlet,
+    /// Build, convert, serve and launch a small demo VM (coming).
+    Demo,
 }
 
 impl Command {
@@ -54,10 +58,12 @@ impl Command {
             Command::Install(_) => "install",
             Command::Uninstall => "uninstall",
             Command::Launch(_) => "launch",
-            Command::Stage2 => "stage2",
+            Command::Stage2(_) => "stage2",
             Command::Convert(_) => "convert",
             Command::Uuid(_) => "uuid",
             Command::Extract(_) => "extract",
+            Command::Cloudlet => "cloudlet",
+            Command::Demo => "demo",
         }
     }
 }
@@ -82,9 +88,41 @@ pub struct LaunchArgs {
     /// Sinfonia tier-1 instance to use.
     #[arg(long, env = "OLIVE2022_TIER1_URL", default_value = DEFAULT_TIER1_URL)]
     pub tier1_url: String,
+    /// VNC viewer to run with the single argument vnc://127.0.0.1:PORT.
+    #[arg(long, env = "OLIVE2022_VIEWER", value_name = "PROGRAM")]
+    pub viewer: Option<String>,
+    /// Seconds to wait for the VM's display.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Write wg.conf and resolv.conf to the current directory and stop.
+    #[arg(long)]
+    pub config_debug: bool,
+    /// Print the WireGuard configuration as a QR code and stop.
+    #[arg(long, value_enum)]
+    pub qrcode: Option<QrCodeArg>,
     /// The vmnetx+https:// URL of the VM.
     #[arg(value_name = "VMNETX_URL")]
     pub url: String,
+}
+
+/// `stage2`.
+#[derive(Debug, Args)]
+pub struct Stage2Args {
+    /// VNC viewer to run with the single argument vnc://HOST:PORT.
+    #[arg(long, env = "OLIVE2022_VIEWER", value_name = "PROGRAM")]
+    pub viewer: Option<String>,
+    /// Seconds to wait for the VM's display.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// QR code styles of `--qrcode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QrCodeArg {
+    /// Half blocks, two rows per line.
+    Compact,
+    /// Full blocks, one module per character.
+    Alt,
 }
 
 /// `convert`.

@@ -8,11 +8,13 @@
 
 mod cli;
 mod convert;
+mod desktop;
 mod extract;
 mod interrupt;
 mod launch;
 mod progress;
 mod source;
+mod viewer;
 mod vm;
 
 use std::process::ExitCode;
@@ -35,10 +37,13 @@ fn main() -> ExitCode {
     };
     let outcome = match command {
         Command::Uuid(args) => launch::uuid(args),
-        Command::Launch(args) if cli.dry_run => launch::dry_run(args),
+        Command::Launch(args) => launch::launch(&cli, args),
+        Command::Stage2(args) => launch::stage2(&cli, args),
         Command::Extract(args) => extract::run(&cli, args),
         Command::Convert(args) => convert::run(&cli, args),
-        other => return not_implemented(other.name()),
+        Command::Install(args) => desktop::install(&cli, args),
+        Command::Uninstall => desktop::uninstall(&cli),
+        Command::Cloudlet | Command::Demo => return not_implemented(command.name()),
     };
     match outcome {
         Ok(code) => code,

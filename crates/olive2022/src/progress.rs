@@ -40,6 +40,17 @@ impl Verbosity {
         bar
     }
 
+    /// A spinner with the elapsed time, labelled `label`.
+    pub fn spinner(&self, label: &str) -> ProgressBar {
+        let spinner = ProgressBar::with_draw_target(None, self.target());
+        let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        spinner.set_style(style);
+        spinner.set_message(label.to_owned());
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        spinner
+    }
+
     fn target(&self) -> ProgressDrawTarget {
         if self.quiet {
             ProgressDrawTarget::hidden()
