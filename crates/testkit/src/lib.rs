@@ -6,6 +6,7 @@
 //! never pass by skipping what they need.
 #![allow(clippy::unwrap_used)]
 
+pub mod cloudlet;
 pub mod http;
 pub mod registry;
 
@@ -31,6 +32,21 @@ pub fn run(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs a tool and returns its standard output as bytes; panics as [`run`].
+pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it (see .ci/run)"));
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
 /// Real files (text and binary) that every machine of this kind has.
