@@ -23,11 +23,14 @@ set -euo pipefail
 #                    `install` handler's checks and desktop database refresh
 #   xdg-utils libglib2.0-bin  xdg-mime and gio: the desktop's own view of the
 #                    default vmnetx+https handler and a real launch of it
+#   xvfb tigervnc-viewer imagemagick  a real viewer on a virtual screen, and
+#                 the screenshot that shows the VM's screen reached it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
     x11-xserver-utils bind9-dnsutils iproute2 nftables
-    desktop-file-utils xdg-utils libglib2.0-bin)
+    desktop-file-utils xdg-utils libglib2.0-bin
+    xvfb tigervnc-viewer imagemagick)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -201,7 +201,9 @@ async fn connect_and_view(
     let endpoint = config.endpoint;
     let tunnel = Tunnel::start(config).await?;
     let handle = tunnel.handle();
-    handle.wait_handshake(HANDSHAKE_TIMEOUT).await?;
+    handle
+        .wait_handshake(HANDSHAKE_TIMEOUT.min(timeout))
+        .await?;
     verbosity.detail(format!("Tunnel to {endpoint} up"));
     let target = wait_for_display(&handle, timeout, verbosity).await?;
     let listener = local_listener().await?;

@@ -263,14 +263,27 @@ fn the_binary_reads_the_flag_and_the_environment() {
             None => command.env_remove(viewer::VIEWER_ENV),
         };
         let output = command.output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let from_env = plan(Some("from-env"), &[]);
-    assert!(from_env.contains(&format!("{} vnc://vmi-vnc:5900", mine.display())), "{from_env}");
+    assert!(
+        from_env.contains(&format!("{} vnc://vmi-vnc:5900", mine.display())),
+        "{from_env}"
+    );
     // `--viewer` wins over the environment.
     let from_flag = plan(Some("from-env"), &["--viewer", "from-flag"]);
-    assert!(from_flag.contains(&format!("{} vnc://vmi-vnc:5900", flag.display())), "{from_flag}");
+    assert!(
+        from_flag.contains(&format!("{} vnc://vmi-vnc:5900", flag.display())),
+        "{from_flag}"
+    );
     let default = plan(None, &[]);
-    assert!(default.contains(&format!("{} vmi-vnc:0", bin.join("gvncviewer").display())), "{default}");
+    assert!(
+        default.contains(&format!("{} vmi-vnc:0", bin.join("gvncviewer").display())),
+        "{default}"
+    );
 }
