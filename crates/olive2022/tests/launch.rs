@@ -468,3 +468,30 @@ fn a_real_viewer_shows_the_vms_screen() {
         screenshot.display()
     );
 }
+
+#[test]
+fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
+    // The original's own launch path: sinfonia-tier3 deploys, builds its
+    // namespace with its bundled wireguard-go and resolv.conf, and runs
+    // our `stage2` in it, which must find vmi-vnc with the system resolver.
+    let cloudlet = Cloudlet::start(CloudletOptions::default());
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("report.json");
+    let tier3 = std::env::var("OLIVE2022_ORACLE_VENV").unwrap_or_else(|_| "/opt/olive-oracle".into());
+    let uuid = String::from_utf8(Command::new(env!("CARGO_BIN_EXE_olive2022")).args(["uuid", URL]).output().unwrap().stdout)
+        .unwrap();
+    let output = Command::new(format!("{tier3}/bin/sinfonia-tier3"))
+        .args([&cloudlet.tier1_url(), uuid.trim(), env!("CARGO_BIN_EXE_olive2022"), "stage2", "--timeout", "30"])
+        .args(["--viewer", viewer_script().to_str().unwrap()])
+        .env("XDG_CACHE_HOME", work.path())
+        .env("RFB_REPORT", &report)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("the original sinfonia-tier3 is needed (scripts/setup.sh): {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{text}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["banner"], "RFB 003.008\n");
+    assert_eq!(report["argv"][0], "vnc://vmi-vnc:5900");
+    assert!(report["red_fraction"].as_f64().unwrap() > 0.9, "{report}");
+}
