@@ -96,16 +96,12 @@ fn printed_digest(output: &Output) -> String {
 /// The recipe as Python's `yaml.safe_load` (the loader Sinfonia uses) sees it.
 fn safe_load(path: &Path) -> Value {
     let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let python = testkit::oracle_python();
     serde_json::from_str(&run(
-        &oracle_python(),
+        python.to_str().unwrap(),
         &["-c", script, path.to_str().unwrap()],
     ))
     .unwrap()
-}
-
-fn oracle_python() -> String {
-    std::env::var("OLIVE2022_ORACLE_PYTHON")
-        .unwrap_or_else(|_| "/opt/olive-oracle/bin/python3".into())
 }
 
 /// The recipe the original olive2022 writes for the same VM: its own
@@ -125,7 +121,7 @@ with open(os.path.join("RECIPES", uid + ".yaml")) as f:
 recipe["values"]["containerDisk"]["name"] = str(recipe["values"]["containerDisk"]["name"])
 print(json.dumps(recipe))
 "#;
-    let output = Command::new(oracle_python())
+    let output = Command::new(testkit::oracle_python())
         .current_dir(scratch.path())
         .args([
             "-c",

@@ -14,6 +14,15 @@ use testkit::cloudlet::{Cloudlet, CloudletOptions, VncServer};
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/win31/package.nxpk";
 
+/// The Sinfonia UUID of [`URL`], as `olive2022 uuid` prints it.
+fn uuid() -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["uuid", URL])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 fn viewer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rfb-viewer.py")
 }
@@ -255,18 +264,11 @@ fn a_bad_server_key_is_refused() {
     let public = testkit::run("sh", &["-c", &format!("echo {private} | wg pubkey")])
         .trim()
         .to_owned();
-    let uuid = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_olive2022"))
-            .args(["uuid", URL])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let uuid = uuid();
     let keys = cache.path().join("sinfonia");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(
-        keys.join(uuid.trim()),
+        keys.join(uuid.as_str()),
         format!("private_key: {private}\npublic_key: {public}\n"),
     )
     .unwrap();
@@ -274,7 +276,7 @@ fn a_bad_server_key_is_refused() {
         r#"[{{"DeploymentName": "x", "UUID": "{}", "ApplicationKey": "{public}", "Status": "Deployed",
         "TunnelConfig": {{"publicKey": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", "endpoint": "127.0.0.1:9",
         "allowedIPs": ["0.0.0.0/0"], "address": ["10.5.0.2"], "dns": ["10.43.0.10"]}}}}]"#,
-        uuid.trim()
+        uuid.as_str()
     );
     let tier1 = fake_tier1("200 OK", "application/json", &body);
     let cache_dir = cache.path().to_str().unwrap();
@@ -477,18 +479,31 @@ fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
     let cloudlet = Cloudlet::start(CloudletOptions::default());
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("report.json");
-    let tier3 = std::env::var("OLIVE2022_ORACLE_VENV").unwrap_or_else(|_| "/opt/olive-oracle".into());
-    let uuid = String::from_utf8(Command::new(env!("CARGO_BIN_EXE_olive2022")).args(["uuid", URL]).output().unwrap().stdout)
-        .unwrap();
+    let tier3 =
+        std::env::var("OLIVE2022_ORACLE_VENV").unwrap_or_else(|_| "/opt/olive-oracle".into());
+    let uuid = uuid();
     let output = Command::new(format!("{tier3}/bin/sinfonia-tier3"))
-        .args([&cloudlet.tier1_url(), uuid.trim(), env!("CARGO_BIN_EXE_olive2022"), "stage2", "--timeout", "30"])
+        .args([
+            &cloudlet.tier1_url(),
+            uuid.as_str(),
+            env!("CARGO_BIN_EXE_olive2022"),
+            "stage2",
+            "--timeout",
+            "30",
+        ])
         .args(["--viewer", viewer_script().to_str().unwrap()])
         .env("XDG_CACHE_HOME", work.path())
         .env("RFB_REPORT", &report)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("the original sinfonia-tier3 is needed (scripts/setup.sh): {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        .unwrap_or_else(|e| {
+            panic!("the original sinfonia-tier3 is needed (scripts/setup.sh): {e}")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(output.status.success(), "{text}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["banner"], "RFB 003.008\n");

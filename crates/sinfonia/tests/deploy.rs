@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sinfonia::deploy::{DeployError, Deployment, Endpoint, IpNet, Tier1};
 use sinfonia::keys::{KeyCache, KeyPair, decode_key};
 use sinfonia::wireguard::{QrStyle, qrcode, resolv_conf, wg_conf, wg_quick_conf};
+use testkit::oracle_python;
 use uuid::Uuid;
 
 const UUID: Uuid = Uuid::from_u128(0x4b1d_e5a1_77c2_4e0f_9a00_0000_0000_2022);
@@ -615,19 +616,6 @@ fn bad_tier1_urls() {
 }
 
 // --- The original Python sinfonia-tier3, side by side ---
-
-fn oracle_python() -> PathBuf {
-    let python = std::env::var_os("OLIVE2022_ORACLE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/olive-oracle/bin/python3"));
-    assert!(
-        python.exists(),
-        "the original Python sinfonia-tier3 is missing ({}); scripts/setup.sh installs it \
-         (or set OLIVE2022_ORACLE_PYTHON)",
-        python.display()
-    );
-    python
-}
 
 /// Runs the original `sinfonia-tier3 ARGS` in `cwd` with its cache in
 /// `cache`; its stdout.

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use sinfonia::keys::{
     KeyCache, KeyError, KeyFormatError, KeyOrigin, KeyPair, decode_key, resolve_location,
 };
+use testkit::oracle_python;
 use uuid::Uuid;
 
 const UUID: Uuid = Uuid::from_u128(0x9f3c_1a2b_0000_4000_8000_0000_0000_0042);
@@ -312,19 +313,6 @@ fn location_rules() {
 }
 
 // --- The original Python client as an oracle ---
-
-fn oracle_python() -> PathBuf {
-    let python = std::env::var_os("OLIVE2022_ORACLE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/olive-oracle/bin/python3"));
-    assert!(
-        python.exists(),
-        "the original Python sinfonia-tier3 is missing ({}); scripts/setup.sh installs it \
-         (or set OLIVE2022_ORACLE_PYTHON)",
-        python.display()
-    );
-    python
-}
 
 /// Runs `code` in the oracle Python with the given environment; its stdout.
 fn python(code: &str, env: &[(&str, &OsStr)]) -> String {

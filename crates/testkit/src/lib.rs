@@ -20,6 +20,11 @@ use zip::write::{SimpleFileOptions, ZipWriter};
 /// Runs a tool and returns its standard output; panics with its output when
 /// it fails or is missing.
 pub fn run(program: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_bytes(program, args)).into_owned()
+}
+
+/// Runs a tool and returns its standard output as bytes; panics as [`run`].
+pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
     let output = Command::new(program)
         .args(args)
         .output()
@@ -31,22 +36,23 @@ pub fn run(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    output.stdout
 }
 
-/// Runs a tool and returns its standard output as bytes; panics as [`run`].
-pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it (see .ci/run)"));
+/// The Python of the original olive2022 0.1.7 (with sinfonia-tier3), the
+/// side-by-side oracle: `$OLIVE2022_ORACLE_PYTHON`, else the venv that
+/// `scripts/setup.sh` makes. Panics, saying how to install it, if missing.
+pub fn oracle_python() -> PathBuf {
+    let python = std::env::var_os("OLIVE2022_ORACLE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/olive-oracle/bin/python3"));
     assert!(
-        output.status.success(),
-        "`{program} {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
+        python.exists(),
+        "the original olive2022 / sinfonia-tier3 is missing ({}); scripts/setup.sh installs it \
+         (or set OLIVE2022_ORACLE_PYTHON)",
+        python.display()
     );
-    output.stdout
+    python
 }
 
 /// Real files (text and binary) that every machine of this kind has.
