@@ -45,6 +45,36 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The embedded cloudlet's VM runtime: QEMU from Debian 12 (7.2).
+#   qemu-system-x86 qemu-system-common  qemu-system-x86_64 and its shared files
+#   qemu-block-extra  the block drivers of that QEMU version
+# These packages require one another at exactly the same version, and a
+# newer qemu-utils (10.0 from backports, preinstalled on some machines)
+# conflicts: all four are pinned to the Debian 7.2 that apt offers, and
+# qemu-utils is downgraded if need be. Without recommends: no GTK front end.
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    qemu_version() {
+        apt-cache madison qemu-utils 2>/dev/null |
+            awk -F'|' '{ gsub(/ /, "", $2) } $2 ~ /^(1:)?7\.2[+~-]/ { print $2; exit }'
+    }
+    version=$(qemu_version)
+    if [ -z "$version" ]; then
+        as_root apt-get update -qq
+        version=$(qemu_version)
+    fi
+    if [ -z "$version" ]; then
+        echo "setup: apt offers no qemu-utils 7.2 (Debian 12); cannot install qemu-system-x86" >&2
+        exit 1
+    fi
+    echo "setup: installing qemu-system-x86 $version (and qemu-utils at the same version)"
+    qemu=()
+    for package in qemu-system-x86 qemu-utils qemu-system-common qemu-block-extra; do
+        qemu+=("$package=$version")
+    done
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends --allow-downgrades "${qemu[@]}" >/dev/null
+fi
+
 # The original tool (olive2022 0.1.7 from PyPI): the URL → UUID oracle.
 oracle=${OLIVE2022_ORACLE_VENV:-/opt/olive-oracle}
 if [ ! -x "$oracle/bin/olive2022" ]; then

@@ -12,13 +12,16 @@
 //! - [`reference`](mod@reference): image references (`registry/repository:tag`);
 //! - [`auth`]: registry credentials from the files container tools keep;
 //! - [`registry`]: the OCI distribution API (push and pull);
-//! - [`layout`]: an OCI image layout directory instead of a registry.
+//! - [`layout`]: an OCI image layout directory instead of a registry;
+//! - [`pull`]: a containerDisk's disk fetched into a local cache (from a
+//!   registry or a layout), checked and extracted in one streamed pass.
 
 pub mod auth;
 pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 

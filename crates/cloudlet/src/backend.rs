@@ -1,0 +1,68 @@
+//! What the registry asks of the machine: start and stop VMs, add and
+//! remove tunnel peers.
+//!
+//! The registry ([`crate::Registry`]) decides *when*; a [`Backend`] does
+//! the work, so the registry stays independent of QEMU and WireGuard. The
+//! real implementations (QEMU, the user-space WireGuard endpoint) live in
+//! other crates; tests use recording fakes.
+//!
+//! Every method is called on a blocking thread (`spawn_blocking`), never on
+//! the async runtime's workers, so implementations may block: spawn
+//! processes, pull images with a blocking HTTP client, send on a channel
+//! with `blocking_send`. Calls for different deployments may run
+//! concurrently; calls for one deployment never overlap.
+
+use std::net::Ipv4Addr;
+
+use crate::spec::DeploymentSpec;
+
+/// Starts and stops deployments and manages the clients' tunnel peers.
+pub trait Backend: Send + Sync + 'static {
+    /// What a started deployment is (a QEMU process handle…), handed back
+    /// to [`Backend::stop`].
+    type Running: Send + Sync + 'static;
+
+    /// Removes what a previous run of the cloudlet left behind (VMs,
+    /// overlays, peers). Called once, before the API is served.
+    fn cleanup(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Starts a deployment's VM. Returns once the VM runs (not once the
+    /// guest has booted).
+    fn start(&self, spec: &DeploymentSpec) -> Result<Self::Running, BackendError>;
+
+    /// Stops a deployment's VM and deletes its throw-away files. Errors are
+    /// logged; the deployment is considered stopped either way.
+    fn stop(&self, running: &Self::Running) -> Result<(), BackendError>;
+
+    /// Lets the client with `key` into the tunnel with `address` (a /32).
+    fn add_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError>;
+
+    /// Drops the client's `address` from the tunnel (and the peer when it
+    /// has no address left). Errors are logged.
+    fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError>;
+}
+
+/// A backend operation that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// It failed (answered 500): image unreachable, QEMU refused, …
+    #[error("{0}")]
+    Failed(String),
+    /// Not now (answered 503): out of memory, ports, … Try again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl BackendError {
+    /// A failure.
+    pub fn failed(message: impl Into<String>) -> BackendError {
+        BackendError::Failed(message.into())
+    }
+
+    /// A temporary shortage.
+    pub fn unavailable(message: impl Into<String>) -> BackendError {
+        BackendError::Unavailable(message.into())
+    }
+}

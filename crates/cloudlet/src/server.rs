@@ -1,0 +1,598 @@
+//! The HTTP API: Sinfonia's tier-1 and tier-2 endpoints in one server.
+//!
+//! Under `/api/v1`:
+//!
+//! | method | path                               | answer                                   |
+//! |--------|------------------------------------|------------------------------------------|
+//! | POST   | `/deploy/{uuid}/{application_key}` | 200, `[deployment]` (started or found)   |
+//! | GET    | `/deploy/{uuid}/{application_key}` | 200, `deployment`; 404 if none           |
+//! | DELETE | `/deploy/{uuid}/{application_key}` | 204 (released); 404 if none              |
+//! | GET    | `/recipe/{uuid}/`                  | 200, the recipe; 403 restricted; 404     |
+//! | GET    | `/cloudlets/`                      | 200, `[cloudlet info]`, this one first   |
+//! | POST   | `/cloudlets/`                      | 204, a tier 2's report recorded          |
+//!
+//! `uuid` may be `helloworld` (the nil UUID); the key is URL-safe or
+//! standard base64 (a standard key's `/` may be left unescaped: the key is
+//! the rest of the path, as Sinfonia's `format: path`). Every error is an
+//! `application/problem+json` body with `title` and `detail`: 400 bad UUID,
+//! key or report, 403 restricted recipe, 404 no recipe / no deployment /
+//! no such endpoint, 405, 413, 500 invalid recipe or backend failure, 503
+//! at capacity.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use sinfonia::deploy::IpNet;
+use sinfonia::keys::{KeyFormatError, encode_key};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::api::{
+    CloudletInfo, DeploymentInfo, PROBLEM_JSON, Problem, RecipeInfo, TunnelConfigInfo, rfc3339,
+};
+use crate::backend::{Backend, BackendError};
+use crate::config::{CloudletConfig, ConfigError, valid_location};
+use crate::spec::{
+    RecipeLoadError, RecipeStore, ValuesError, VmSettings, parse_application_key,
+    parse_backend_uuid,
+};
+use crate::state::{DeployError, Deployment, Registry};
+
+/// Largest request body accepted (a cloudlet report is a few hundred
+/// bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most tier-2 reports remembered; the oldest is dropped first.
+pub const MAX_REPORTS: usize = 64;
+
+/// Why the cloudlet cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The settings are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The recipe directory is unusable.
+    #[error("the recipe directory {} is unusable: {reason}", path.display())]
+    Recipes {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Cleaning up after a previous run failed.
+    #[error("cannot clean up after the previous run: {0}")]
+    Cleanup(BackendError),
+    /// The listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The server failed.
+    #[error("the API server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// An API request that fails, answered as `application/problem+json`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The backend UUID does not parse.
+    #[error("`{value}` is not a UUID (nor the alias `helloworld`)")]
+    BadUuid {
+        /// As sent (shortened, escaped).
+        value: String,
+    },
+    /// The application key is not a WireGuard public key.
+    #[error(
+        "the application key is not a WireGuard public key (32 bytes in URL-safe or standard base64): {0}"
+    )]
+    BadKey(KeyFormatError),
+    /// The recipe is missing or unusable.
+    #[error(transparent)]
+    Recipe(RecipeLoadError),
+    /// The recipe's values cannot run here.
+    #[error("the recipe for {uuid} cannot be deployed: {source}")]
+    Values {
+        /// The backend.
+        uuid: Uuid,
+        /// What is wrong.
+        source: ValuesError,
+    },
+    /// The recipe is private.
+    #[error("the recipe for {uuid} is restricted")]
+    Restricted {
+        /// The backend.
+        uuid: Uuid,
+    },
+    /// The deployment failed or was refused.
+    #[error(transparent)]
+    Deploy(DeployError),
+    /// No deployment for this UUID and key.
+    #[error("no deployment of {uuid} for this application key")]
+    NoDeployment {
+        /// The backend.
+        uuid: Uuid,
+    },
+    /// A cloudlet report that is not one.
+    #[error("invalid cloudlet report: {0}")]
+    BadReport(String),
+    /// No such endpoint.
+    #[error("no endpoint at {0}")]
+    NoRoute(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadUuid { .. } | ApiError::BadKey(_) | ApiError::BadReport(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Recipe(RecipeLoadError::NotFound { .. })
+            | ApiError::NoDeployment { .. }
+            | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Restricted { .. } => StatusCode::FORBIDDEN,
+            ApiError::Deploy(
+                DeployError::AtCapacity { .. }
+                | DeployError::NoAddress
+                | DeployError::Start {
+                    source: BackendError::Unavailable(_),
+                    ..
+                }
+                | DeployError::Peer {
+                    source: BackendError::Unavailable(_),
+                    ..
+                },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Recipe(_) | ApiError::Values { .. } | ApiError::Deploy(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The problem's `title`.
+    pub fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadUuid { .. } => "Invalid UUID",
+            ApiError::BadKey(_) => "Invalid application key",
+            ApiError::Recipe(RecipeLoadError::NotFound { .. }) => "Unknown application",
+            ApiError::Recipe(_) | ApiError::Values { .. } => "Invalid recipe",
+            ApiError::Restricted { .. } => "Restricted recipe",
+            ApiError::Deploy(DeployError::AtCapacity { .. } | DeployError::NoAddress) => {
+                "Cloudlet at capacity"
+            }
+            ApiError::Deploy(_) => "Deployment failed",
+            ApiError::NoDeployment { .. } => "No deployment",
+            ApiError::BadReport(_) => "Invalid cloudlet report",
+            ApiError::NoRoute(_) => "Not Found",
+        }
+    }
+
+    /// As a problem body.
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.status().as_u16(), self.title(), self.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if self.status().is_server_error() {
+            eprintln!(
+                "cloudlet: {} {}: {}",
+                problem.status, problem.title, problem.detail
+            );
+        }
+        problem_response(&problem)
+    }
+}
+
+/// A problem as a response: its status, `application/problem+json`.
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+/// A value from a request, shortened and escaped for a message.
+fn echo(value: &str) -> String {
+    let short: String = value.chars().take(64).collect();
+    let mut escaped: String = short.escape_debug().collect();
+    if value.chars().count() > 64 {
+        escaped.push('…');
+    }
+    escaped
+}
+
+struct App<B: Backend> {
+    config: CloudletConfig,
+    recipes: RecipeStore,
+    registry: Registry<B>,
+    local_addr: SocketAddr,
+    reports: Mutex<Vec<CloudletInfo>>,
+}
+
+impl<B: Backend> App<B> {
+    fn deployment_info(&self, deployment: &Deployment) -> DeploymentInfo {
+        DeploymentInfo {
+            name: Some(deployment.name.clone()),
+            uuid: deployment.uuid,
+            application_key: encode_key(&deployment.key),
+            status: deployment.status,
+            created: Some(rfc3339(deployment.created)),
+            tunnel_config: TunnelConfigInfo {
+                public_key: encode_key(&self.config.tunnel_public_key),
+                allowed_ips: self.config.allowed_ips.clone(),
+                endpoint: self.config.public_endpoint.clone(),
+                address: vec![deployment.address.to_string()],
+                dns: self.config.dns(&deployment.name),
+            },
+        }
+    }
+
+    fn own_info(&self) -> CloudletInfo {
+        let base = match &self.config.api_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.local_addr),
+        };
+        let active = self.registry.active() as f64;
+        let max = self.config.max_vms as f64;
+        CloudletInfo {
+            uuid: Some(self.config.uuid),
+            name: self.config.name.clone(),
+            endpoint: format!("{base}/api/v1/deploy"),
+            resources: [
+                ("vms".to_owned(), active),
+                ("max_vms".to_owned(), max),
+                ("load".to_owned(), active / max.max(1.0)),
+            ]
+            .into_iter()
+            .collect(),
+            locations: self.config.locations.clone(),
+            local_networks: self.config.local_networks.clone(),
+            accepted_clients: self.config.accepted_clients.clone(),
+            rejected_clients: Vec::new(),
+            last_update: Some(rfc3339(SystemTime::now())),
+        }
+    }
+}
+
+type AppState<B> = State<Arc<App<B>>>;
+
+fn parse_target(uuid: &str, key: &str) -> Result<(Uuid, [u8; 32]), ApiError> {
+    let uuid = parse_backend_uuid(uuid).map_err(|_| ApiError::BadUuid { value: echo(uuid) })?;
+    let key = parse_application_key(key).map_err(ApiError::BadKey)?;
+    Ok((uuid, key))
+}
+
+async fn load_recipe<B: Backend>(
+    app: &Arc<App<B>>,
+    uuid: Uuid,
+) -> Result<sinfonia::Recipe, ApiError> {
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || app.recipes.load(uuid))
+        .await
+        .map_err(|e| {
+            ApiError::Deploy(DeployError::Internal(format!(
+                "reading the recipe failed: {e}"
+            )))
+        })?
+        .map_err(ApiError::Recipe)
+}
+
+async fn deploy_post<B: Backend>(
+    State(app): AppState<B>,
+    Path((uuid, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (uuid, key) = parse_target(&uuid, &key)?;
+    let recipe = load_recipe(&app, uuid).await?;
+    let settings =
+        VmSettings::from_recipe(&recipe).map_err(|source| ApiError::Values { uuid, source })?;
+    let deployment = app
+        .registry
+        .deploy(uuid, key, settings)
+        .await
+        .map_err(ApiError::Deploy)?;
+    Ok(Json(vec![app.deployment_info(&deployment)]).into_response())
+}
+
+async fn deploy_get<B: Backend>(
+    State(app): AppState<B>,
+    Path((uuid, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (uuid, key) = parse_target(&uuid, &key)?;
+    let deployment = app
+        .registry
+        .get(uuid, key)
+        .ok_or(ApiError::NoDeployment { uuid })?;
+    Ok(Json(app.deployment_info(&deployment)).into_response())
+}
+
+async fn deploy_delete<B: Backend>(
+    State(app): AppState<B>,
+    Path((uuid, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (uuid, key) = parse_target(&uuid, &key)?;
+    app.registry
+        .release(uuid, key)
+        .await
+        .map_err(|_| ApiError::NoDeployment { uuid })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn recipe_get<B: Backend>(
+    State(app): AppState<B>,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let uuid = parse_backend_uuid(&uuid).map_err(|_| ApiError::BadUuid { value: echo(&uuid) })?;
+    let recipe = load_recipe(&app, uuid).await?;
+    if recipe.restricted {
+        return Err(ApiError::Restricted { uuid });
+    }
+    Ok(Json(RecipeInfo::from(&recipe)).into_response())
+}
+
+async fn cloudlets_get<B: Backend>(State(app): AppState<B>) -> Response {
+    let own = app.own_info();
+    let mut list = vec![own];
+    let reports = app
+        .reports
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    list.extend(
+        reports
+            .iter()
+            .filter(|report| report.uuid != Some(app.config.uuid))
+            .cloned(),
+    );
+    Json(list).into_response()
+}
+
+async fn cloudlets_post<B: Backend>(
+    State(app): AppState<B>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut report: CloudletInfo =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadReport(echo(&e.to_string())))?;
+    check_report(&report)?;
+    report.last_update = Some(rfc3339(SystemTime::now()));
+    let mut reports = app
+        .reports
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    reports.retain(|known| known.uuid != report.uuid);
+    if reports.len() >= MAX_REPORTS {
+        reports.remove(0);
+    }
+    reports.push(report);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn check_report(report: &CloudletInfo) -> Result<(), ApiError> {
+    let bad = |reason: String| Err(ApiError::BadReport(reason));
+    if report.uuid.is_none() {
+        return bad("`uuid` is missing".into());
+    }
+    let endpoint = &report.endpoint;
+    if endpoint.len() > 2048
+        || !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.chars().any(char::is_control)
+    {
+        return bad(format!(
+            "`endpoint` `{}` is not an http(s) URL",
+            echo(endpoint)
+        ));
+    }
+    if let Some(name) = &report.name
+        && name.len() > 253
+    {
+        return bad("`name` is too long".into());
+    }
+    if report.resources.len() > 64 || report.resources.keys().any(|k| k.len() > 64) {
+        return bad("`resources` is too large".into());
+    }
+    if report.locations.len() > 64 {
+        return bad("`locations` is too large".into());
+    }
+    if let Some([lat, lon]) = report
+        .locations
+        .iter()
+        .find(|[lat, lon]| !valid_location(*lat, *lon))
+    {
+        return bad(format!(
+            "`locations`: [{lat}, {lon}] is not a [latitude, longitude]"
+        ));
+    }
+    for (field, networks) in [
+        ("local_networks", &report.local_networks),
+        ("accepted_clients", &report.accepted_clients),
+        ("rejected_clients", &report.rejected_clients),
+    ] {
+        if networks.len() > 256 {
+            return bad(format!("`{field}` is too large"));
+        }
+        if let Some(network) = networks.iter().find(|n| n.parse::<IpNet>().is_err()) {
+            return bad(format!("`{field}`: `{}` is not a network", echo(network)));
+        }
+    }
+    Ok(())
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(echo(uri.path()))
+}
+
+/// Turns every error response that is not already a problem (axum's own
+/// rejections: 405, 413, bad path encoding…) into one.
+async fn ensure_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = match (text.is_empty(), status) {
+        (false, _) => echo(&text),
+        (true, StatusCode::METHOD_NOT_ALLOWED) => {
+            "this endpoint does not support the request's method".to_owned()
+        }
+        (true, _) => title.to_owned(),
+    };
+    let problem = Problem::new(status.as_u16(), title, detail);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&problem).unwrap_or_default()),
+    )
+}
+
+fn router<B: Backend>(app: Arc<App<B>>) -> Router {
+    let deploy = get(deploy_get::<B>)
+        .post(deploy_post::<B>)
+        .delete(deploy_delete::<B>);
+    let cloudlets = get(cloudlets_get::<B>).post(cloudlets_post::<B>);
+    let api = Router::new()
+        .route("/deploy/{uuid}/{*application_key}", deploy)
+        .route("/recipe/{uuid}/", get(recipe_get::<B>))
+        .route("/recipe/{uuid}", get(recipe_get::<B>))
+        .route("/cloudlets/", cloudlets.clone())
+        .route("/cloudlets", cloudlets);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(no_route)
+        .layer(axum::middleware::map_response(ensure_problem))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// A cloudlet bound to its address, ready to serve.
+pub struct Cloudlet<B: Backend> {
+    listener: TcpListener,
+    app: Arc<App<B>>,
+}
+
+impl<B: Backend> Cloudlet<B> {
+    /// Checks the settings and the recipe directory, lets the backend clean
+    /// up after a previous run, and binds the API's socket.
+    pub async fn bind(config: CloudletConfig, backend: B) -> Result<Cloudlet<B>, ServeError> {
+        config.validate()?;
+        let recipes = RecipeStore::new(&config.recipes_dir);
+        match std::fs::metadata(recipes.dir()) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(ServeError::Recipes {
+                    path: recipes.dir().to_owned(),
+                    reason: "not a directory".into(),
+                });
+            }
+            Err(e) => {
+                return Err(ServeError::Recipes {
+                    path: recipes.dir().to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        let backend = Arc::new(backend);
+        let cleaner = Arc::clone(&backend);
+        tokio::task::spawn_blocking(move || cleaner.cleanup())
+            .await
+            .map_err(|e| ServeError::Cleanup(BackendError::failed(e.to_string())))?
+            .map_err(ServeError::Cleanup)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let registry = Registry::with_shared_backend(backend, config.limits());
+        Ok(Cloudlet {
+            listener,
+            app: Arc::new(App {
+                config,
+                recipes,
+                registry,
+                local_addr,
+                reports: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The API's address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.app.local_addr
+    }
+
+    /// The deployment registry (for the tunnel to report traffic with
+    /// [`Registry::touch`] and to look deployments up by address).
+    pub fn registry(&self) -> Registry<B> {
+        self.app.registry.clone()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CloudletConfig {
+        &self.app.config
+    }
+
+    /// The API as an axum router, to embed elsewhere.
+    pub fn router(&self) -> Router {
+        router(Arc::clone(&self.app))
+    }
+
+    /// Serves until `shutdown` completes, expiring idle deployments on the
+    /// way; then releases every deployment (peers removed, VMs stopped).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let registry = self.app.registry.clone();
+        let reaper = registry.spawn_reaper(self.app.config.reap_period());
+        let router = router(Arc::clone(&self.app));
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        reaper.abort();
+        registry.shutdown().await;
+        served.map_err(ServeError::Serve)
+    }
+}
+
+/// Runs the cloudlet: [`Cloudlet::bind`] then [`Cloudlet::run`].
+pub async fn serve<B: Backend>(
+    config: CloudletConfig,
+    backend: B,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Cloudlet::bind(config, backend).await?.run(shutdown).await
+}

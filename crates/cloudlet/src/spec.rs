@@ -1,0 +1,359 @@
+//! What a deploy request asks for, checked before anything starts.
+//!
+//! - [`parse_backend_uuid`] and [`parse_application_key`]: the two path
+//!   parameters (the UUID may be the alias `helloworld`; the key is
+//!   URL-safe or standard base64, with or without padding, of 32 bytes);
+//! - [`RecipeStore`]: `RECIPES/<uuid>.yaml`, read at each request (so edits
+//!   apply to the next start) with Sinfonia's safe loader and schema;
+//! - [`VmSettings`]: the recipe's `values` read as the `vmi` chart's
+//!   [`VmiValues`], with memory and vCPUs parsed and bounded;
+//! - [`DeploymentSpec`]: everything a [`crate::Backend`] needs to start one
+//!   deployment.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use sinfonia::keys::{KeyFormatError, decode_key};
+use sinfonia::recipe::MAX_RECIPE_SIZE;
+use sinfonia::vmi::VmiValues;
+use sinfonia::{Recipe, RecipeError};
+use uuid::Uuid;
+
+/// The UUID alias Sinfonia accepts for the nil UUID.
+pub const HELLOWORLD: &str = "helloworld";
+/// Largest memory a recipe may ask for: 1 TiB.
+pub const MAX_MEMORY: u64 = 1 << 40;
+/// Smallest memory a recipe may ask for: 4 MiB.
+pub const MIN_MEMORY: u64 = 4 << 20;
+/// Most vCPUs a recipe may ask for.
+pub const MAX_CPUS: u32 = 256;
+/// The disk buses KubeVirt knows.
+pub const DISK_BUSES: [&str; 4] = ["virtio", "sata", "scsi", "usb"];
+
+/// The backend UUID of a request path: a UUID in any form the `uuid` crate
+/// parses (hyphenated, simple, braced, URN), or `helloworld`.
+pub fn parse_backend_uuid(text: &str) -> Result<Uuid, uuid::Error> {
+    if text == HELLOWORLD {
+        return Ok(Uuid::nil());
+    }
+    Uuid::parse_str(text)
+}
+
+/// The client's WireGuard public key of a request path: URL-safe or
+/// standard base64, with or without padding (or 64 hex digits), 32 bytes.
+pub fn parse_application_key(text: &str) -> Result<[u8; 32], KeyFormatError> {
+    decode_key(text)
+}
+
+/// A recipe that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeLoadError {
+    /// No `RECIPES/<uuid>.yaml`.
+    #[error("no recipe for {uuid}")]
+    NotFound {
+        /// The backend.
+        uuid: Uuid,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read the recipe {}: {source}", path.display())]
+    Io {
+        /// The recipe file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Not a recipe: YAML syntax, schema, foreign tags, size, encoding.
+    #[error("the recipe for {uuid} is invalid: {reason}")]
+    Invalid {
+        /// The backend.
+        uuid: Uuid,
+        /// What is wrong, from the loader.
+        reason: String,
+    },
+}
+
+/// The recipe directory (`RECIPES`).
+#[derive(Debug, Clone)]
+pub struct RecipeStore {
+    dir: PathBuf,
+}
+
+impl RecipeStore {
+    /// Recipes in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> RecipeStore {
+        RecipeStore { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of a backend's recipe: `<dir>/<hyphenated uuid>.yaml` (the
+    /// name comes from a parsed UUID, so it never leaves the directory).
+    pub fn path(&self, uuid: Uuid) -> PathBuf {
+        self.dir.join(format!("{}.yaml", uuid.hyphenated()))
+    }
+
+    /// Loads the recipe of a backend, as Sinfonia's safe loader and schema
+    /// would (Python tags and unknown fields refused).
+    pub fn load(&self, uuid: Uuid) -> Result<Recipe, RecipeLoadError> {
+        let path = self.path(uuid);
+        let io_error = |source: io::Error| RecipeLoadError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RecipeLoadError::NotFound { uuid });
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        if !file.metadata().map_err(io_error)?.is_file() {
+            return Err(RecipeLoadError::Invalid {
+                uuid,
+                reason: "not a regular file".into(),
+            });
+        }
+        let mut bytes = Vec::new();
+        let limit = u64::try_from(MAX_RECIPE_SIZE).unwrap_or(u64::MAX) + 1;
+        file.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
+        if bytes.len() > MAX_RECIPE_SIZE {
+            return Err(RecipeLoadError::Invalid {
+                uuid,
+                reason: RecipeError::TooLarge(bytes.len()).to_string(),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| RecipeLoadError::Invalid {
+            uuid,
+            reason: "not UTF-8 text".into(),
+        })?;
+        Recipe::from_yaml(&text).map_err(|e| RecipeLoadError::Invalid {
+            uuid,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Recipe values the embedded cloudlet cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValuesError {
+    /// `values` is not of the `vmi` chart.
+    #[error("its values are not those of the vmi chart: {0}")]
+    NotVmi(String),
+    /// The memory request does not parse.
+    #[error("values.resources.requests.memory `{value}`: {reason}")]
+    Memory {
+        /// The request as written (shortened).
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Zero or too many vCPUs.
+    #[error("values.resources.requests.cpu {0} is out of range (1–{MAX_CPUS})")]
+    Cpus(u32),
+    /// A bus KubeVirt does not know.
+    #[error("values.containerDisk.bus `{0}` is not one of virtio, sata, scsi, usb")]
+    Bus(String),
+    /// An empty image reference.
+    #[error("values.containerDisk.{0} is empty")]
+    Image(&'static str),
+}
+
+/// A recipe's `values`, checked for the embedded cloudlet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSettings {
+    /// The chart values, as written.
+    pub values: VmiValues,
+    /// `resources.requests.memory` in bytes.
+    pub memory_bytes: u64,
+    /// `resources.requests.cpu`.
+    pub cpus: u32,
+}
+
+impl VmSettings {
+    /// Reads and checks the values of a recipe.
+    pub fn from_recipe(recipe: &Recipe) -> Result<VmSettings, ValuesError> {
+        let values = VmiValues::from_values(&recipe.values)
+            .map_err(|e| ValuesError::NotVmi(e.to_string()))?;
+        let requests = &values.resources.requests;
+        let memory_bytes =
+            parse_memory(&requests.memory).map_err(|reason| ValuesError::Memory {
+                value: requests.memory.chars().take(40).collect(),
+                reason,
+            })?;
+        let cpus = requests.cpu;
+        if cpus == 0 || cpus > MAX_CPUS {
+            return Err(ValuesError::Cpus(cpus));
+        }
+        let disk = &values.container_disk;
+        if !DISK_BUSES.contains(&disk.bus.as_str()) {
+            return Err(ValuesError::Bus(disk.bus.chars().take(40).collect()));
+        }
+        if disk.repository.trim().is_empty() {
+            return Err(ValuesError::Image("repository"));
+        }
+        if disk.name.trim().is_empty() {
+            return Err(ValuesError::Image("name"));
+        }
+        Ok(VmSettings {
+            values,
+            memory_bytes,
+            cpus,
+        })
+    }
+
+    /// Memory in MiB, rounded up.
+    pub fn memory_mib(&self) -> u64 {
+        self.memory_bytes.div_ceil(1 << 20)
+    }
+}
+
+/// A Kubernetes memory quantity in bytes: a decimal number (`256`, `1.5`,
+/// `1e9`) and an optional suffix (`Ki Mi Gi Ti Pi Ei`, `k M G T P E`),
+/// rounded up to a byte, between [`MIN_MEMORY`] and [`MAX_MEMORY`].
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, rest) = text.split_at(number_end);
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err("not a quantity (expected e.g. 256Mi)".into());
+    }
+    if frac_part.contains('.') || int_part.len() + frac_part.len() > 30 {
+        return Err("not a quantity (expected e.g. 256Mi)".into());
+    }
+    // The number as mantissa / 10^scale.
+    let digits = format!("{int_part}{frac_part}");
+    let mantissa: u128 = digits
+        .parse()
+        .map_err(|_| "not a quantity (expected e.g. 256Mi)".to_owned())?;
+    let mut scale = frac_part.len() as u32;
+    let exponent = rest
+        .strip_prefix(['e', 'E'])
+        .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+    let multiplier: u128 = if let Some(exponent) = exponent {
+        let exponent: u32 = exponent
+            .parse()
+            .ok()
+            .filter(|e| *e <= 30)
+            .ok_or_else(|| "the exponent is too large".to_owned())?;
+        10u128.pow(exponent)
+    } else {
+        match rest {
+            "" => 1,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            "Pi" => 1 << 50,
+            "Ei" => 1 << 60,
+            "k" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "P" => 1_000_000_000_000_000,
+            "E" => 1_000_000_000_000_000_000,
+            "m" => {
+                scale += 3;
+                1
+            }
+            other => {
+                let other: String = other.chars().take(8).collect();
+                return Err(format!(
+                    "unknown unit `{other}` (use Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P or E)"
+                ));
+            }
+        }
+    };
+    let too_large = || format!("more than the {} GiB allowed", MAX_MEMORY >> 30);
+    let scaled = mantissa.checked_mul(multiplier).ok_or_else(too_large)?;
+    let divisor = 10u128.pow(scale);
+    let bytes = scaled.div_ceil(divisor);
+    if bytes > u128::from(MAX_MEMORY) {
+        return Err(too_large());
+    }
+    let bytes = bytes as u64;
+    if bytes < MIN_MEMORY {
+        return Err(format!("less than the {} MiB needed", MIN_MEMORY >> 20));
+    }
+    Ok(bytes)
+}
+
+/// Everything a backend needs to start one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSpec {
+    /// The backend UUID.
+    pub uuid: Uuid,
+    /// The deployment's name (two random words), unique on the cloudlet.
+    pub name: String,
+    /// The recipe's checked values.
+    pub settings: VmSettings,
+    /// The client's WireGuard public key.
+    pub client_key: [u8; 32],
+    /// The client's tunnel address (a /32 in 10.5.0.0/16).
+    pub client_address: Ipv4Addr,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn memory_quantities() {
+        for (text, bytes) in [
+            ("256Mi", 256 << 20),
+            ("1Gi", 1 << 30),
+            ("1.5Gi", 3 << 29),
+            ("512M", 512_000_000),
+            ("1e9", 1_000_000_000),
+            ("67108864", 64 << 20),
+            ("1Ti", 1 << 40),
+            (" 64Mi ", 64 << 20),
+            ("4194304000m", 4 << 20),
+        ] {
+            assert_eq!(parse_memory(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "Mi",
+            "256Zi",
+            "-1Gi",
+            "1.2.3Mi",
+            "2Ti",
+            "1Pi",
+            "1Ei",
+            "99999999999999999999Ei",
+            "1e40",
+            "1Ki",
+            "0",
+            "256 Mi",
+            "1e",
+            "0x10Mi",
+            ".",
+        ] {
+            assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            parse_memory("256Zi")
+                .unwrap_err()
+                .contains("unknown unit `Zi`")
+        );
+        assert!(parse_memory("2Ti").unwrap_err().contains("1024 GiB"));
+    }
+
+    #[test]
+    fn uuids_and_keys() {
+        assert_eq!(parse_backend_uuid("helloworld").unwrap(), Uuid::nil());
+        assert!(parse_backend_uuid("HelloWorld").is_err());
+        assert!(parse_backend_uuid("../etc/passwd").is_err());
+        assert_eq!(parse_application_key(&"A".repeat(43)).unwrap(), [0u8; 32]);
+        assert!(parse_application_key("AAAA").is_err());
+    }
+}
