@@ -478,13 +478,12 @@ fn run_batch(
 ) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for job in jobs {
-        let result = convert_one(args, job, pull_credentials, verbosity);
+        let result = match convert_one(args, job, pull_credentials, verbosity) {
+            // Ctrl-C stops the whole batch, not just this conversion.
+            Err(error) if crate::interrupt::caused(&error) => return Err(error),
+            result => result,
+        };
         if let Err(error) = &result {
-            if crate::interrupt::caused(error) {
-                return Err(result
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("interrupted")));
-            }
             eprintln!("olive2022: {}: {error:#}", job.url.canonical());
         }
         rows.push((job, result));
