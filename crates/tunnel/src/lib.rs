@@ -14,10 +14,18 @@
 //!   tunnel;
 //! - the stack itself (one task owning boringtun, smoltcp and the socket) is
 //!   private, in `stack`.
+//!
+//! The other side, for a cloudlet that terminates its clients' tunnels
+//! itself: [`TunnelServer`] (in [`server`]) speaks WireGuard with many
+//! peers on one UDP socket, answers each client's service names over DNS
+//! and relays each client's TCP connections to its own services only.
 
 mod device;
+mod dns_responder;
 mod forward;
 mod resolve;
+pub mod server;
+mod server_stack;
 mod stack;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -29,6 +37,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use forward::forward;
 pub use resolve::search_order;
+pub use server::{
+    PeerConfig, PeerStatus, ServerConfig, ServerHandle, Service, TunnelServer, public_key,
+};
 
 /// WireGuard's usual MTU inside the tunnel.
 pub const DEFAULT_MTU: usize = 1420;
@@ -101,6 +112,9 @@ pub enum TunnelError {
     /// The tunnel stopped.
     #[error("the tunnel is closed")]
     Closed,
+    /// A tunnel server's settings or a peer's are not acceptable.
+    #[error("invalid tunnel settings: {0}")]
+    Invalid(String),
 }
 
 /// A running tunnel. Dropping it (or [`Tunnel::shutdown`]) stops it.
