@@ -21,6 +21,10 @@ while len(banner) < 12:
     banner += s.recv(12 - len(banner))
 banner_at = time.time()
 mib = int(os.environ.get("BENCH_MIB", "256"))
+if mib == 0:  # a real VNC server: the banner is all we wanted
+    with open(os.environ["BENCH_OUT"], "w") as out:
+        out.write(f"{banner_at} 0 0 0\n")
+    sys.exit(0)
 s.sendall(b"BULK %d\n" % mib)
 start, total = time.time(), 0
 while True:

@@ -25,12 +25,16 @@ set -euo pipefail
 #                    default vmnetx+https handler and a real launch of it
 #   xvfb tigervnc-viewer imagemagick  a real viewer on a virtual screen, and
 #                 the screenshot that shows the VM's screen reached it
+#   syslinux syslinux-common mtools dosfstools  `olive2022 demo` builds its
+#                 bootable demo disk with them: mkfs.vfat, mcopy, and
+#                 SYSLINUX showing a message at its boot prompt
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
     x11-xserver-utils bind9-dnsutils iproute2 nftables
     desktop-file-utils xdg-utils libglib2.0-bin
-    xvfb tigervnc-viewer imagemagick)
+    xvfb tigervnc-viewer imagemagick
+    syslinux syslinux-common mtools dosfstools)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod local;
 pub mod names;
 pub mod server;
 pub mod spec;

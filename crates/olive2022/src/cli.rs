@@ -45,27 +45,15 @@ pub enum Command {
     Uuid(UuidArgs),
     /// Extract the disk of a VMNetX package as a compressed qcow2 image.
     Extract(ExtractArgs),
-    /// Run an embedded single-machine Sinfonia cloudlet (coming).
-    Cloudlet,
-    /// Build, convert, serve and launch a small demo VM (coming).
-    Demo,
-}
-
-impl Command {
-    /// The subcommand's name as typed.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Install(_) => "install",
-            Command::Uninstall => "uninstall",
-            Command::Launch(_) => "launch",
-            Command::Stage2(_) => "stage2",
-            Command::Convert(_) => "convert",
-            Command::Uuid(_) => "uuid",
-            Command::Extract(_) => "extract",
-            Command::Cloudlet => "cloudlet",
-            Command::Demo => "demo",
-        }
-    }
+    /// Run an embedded single-machine Sinfonia cloudlet (tier 1 + tier 2).
+    Cloudlet(CloudletArgs),
+    /// Build a small VM, convert it, serve it with the embedded cloudlet and
+    /// show its screen (a viewer, or a PNG screenshot without a display).
+    Demo(DemoArgs),
+    /// Save a screenshot of a VNC server as a PNG (the demo's headless
+    /// viewer).
+    #[command(hide = true)]
+    RfbSnapshot(RfbSnapshotArgs),
 }
 
 /// `install`.
@@ -168,6 +156,121 @@ pub struct ConvertArgs {
     /// A local copy of the package (skips the download).
     #[arg(value_name = "PACKAGE_FILE")]
     pub package: Option<PathBuf>,
+}
+
+/// `cloudlet`.
+#[derive(Debug, Args)]
+pub struct CloudletArgs {
+    /// Address of the Sinfonia API (tier 1 and tier 2).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the recipes (`<uuid>.yaml`).
+    #[arg(long, default_value = "RECIPES")]
+    pub recipes: PathBuf,
+    /// UDP address of the WireGuard endpoint.
+    #[arg(long, default_value = "0.0.0.0:51820")]
+    pub wg_listen: std::net::SocketAddr,
+    /// The endpoint clients are told to use (default: 127.0.0.1 and the
+    /// port of --wg-listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_endpoint: Option<String>,
+    /// Where the cloudlet keeps its key, image cache and VMs (default:
+    /// $XDG_DATA_HOME/olive2022/cloudlet).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Most VMs running at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_vms: usize,
+    /// Seconds without traffic after which a VM is stopped.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout: u64,
+    /// How QEMU runs the VMs: KVM when /dev/kvm works (auto), or always
+    /// KVM, or always emulation (TCG).
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
+}
+
+/// QEMU accelerators of `--accel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when /dev/kvm can be opened, else TCG.
+    Auto,
+    /// Hardware virtualisation.
+    Kvm,
+    /// Emulation: slower, but works everywhere.
+    Tcg,
+}
+
+impl From<AccelArg> for vmrunner::Accel {
+    fn from(arg: AccelArg) -> Self {
+        match arg {
+            AccelArg::Auto => vmrunner::Accel::Auto,
+            AccelArg::Kvm => vmrunner::Accel::Kvm,
+            AccelArg::Tcg => vmrunner::Accel::Tcg,
+        }
+    }
+}
+
+impl AccelArg {
+    /// The value as typed.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccelArg::Auto => "auto",
+            AccelArg::Kvm => "kvm",
+            AccelArg::Tcg => "tcg",
+        }
+    }
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's disk, package, image, recipe and cloudlet
+    /// (kept afterwards; default: a temporary directory, removed).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Where to save the screenshot of the VM's screen when there is no
+    /// display (or with --headless).
+    #[arg(long, value_name = "PNG", default_value = "olive2022-demo.png")]
+    pub screenshot: PathBuf,
+    /// Seconds to wait for the VM's screen.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+    /// Keep the cloudlet, the VM and the tunnel running until Ctrl-C.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Save the screenshot even when a display and a viewer are available.
+    #[arg(long)]
+    pub headless: bool,
+    /// How QEMU runs the demo VM (TCG by default: the tiny guest boots in
+    /// a second, and works where nested KVM cannot run its boot loader).
+    #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
+    pub accel: AccelArg,
+}
+
+/// `rfb-snapshot` (hidden): run as `olive2022-rfb-snapshot vnc://HOST:PORT`
+/// by `launch --viewer`, so everything but the address can also come from
+/// the environment.
+#[derive(Debug, Args)]
+pub struct RfbSnapshotArgs {
+    /// Seconds to wait for the screen to show something and settle.
+    #[arg(
+        long,
+        env = "OLIVE2022_SNAPSHOT_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub timeout: u64,
+    /// After saving, keep the connection (and so the tunnel) open until
+    /// interrupted.
+    #[arg(long, env = "OLIVE2022_SNAPSHOT_HOLD")]
+    pub hold: bool,
+    /// The VNC server: vnc://HOST:PORT, HOST::PORT or HOST:PORT.
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+    /// Where to write the PNG.
+    #[arg(value_name = "OUT.png", env = "OLIVE2022_SNAPSHOT_OUTPUT")]
+    pub output: PathBuf,
 }
 
 /// `uuid`.

@@ -3,16 +3,18 @@
 //! A thin shell over the library crates: it parses the command line (the
 //! original Python tool's interface, plus new commands), draws progress, and
 //! turns library errors into messages and exit codes. Exit codes: 0 success,
-//! 1 failure, 2 usage error or a command that is not implemented yet,
-//! 130 interrupted.
+//! 1 failure, 2 usage error, 130 interrupted.
 
 mod cli;
+mod cloudlet;
 mod convert;
+mod demo;
 mod desktop;
 mod extract;
 mod interrupt;
 mod launch;
 mod progress;
+mod snapshot;
 mod source;
 mod viewer;
 mod vm;
@@ -23,13 +25,11 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// Exit status of a command that is not implemented yet.
-const NOT_IMPLEMENTED: u8 = 2;
 /// Exit status after Ctrl-C, as shells report it.
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(snapshot::args(std::env::args_os()));
     let Some(command) = &cli.command else {
         // The original prints its help and succeeds when given no command.
         let _ = <Cli as clap::CommandFactory>::command().print_help();
@@ -43,17 +43,14 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::run(&cli, args),
         Command::Install(args) => desktop::install(&cli, args),
         Command::Uninstall => desktop::uninstall(&cli),
-        Command::Cloudlet | Command::Demo => return not_implemented(command.name()),
+        Command::Cloudlet(args) => cloudlet::run(&cli, args),
+        Command::Demo(args) => demo::run(&cli, args),
+        Command::RfbSnapshot(args) => snapshot::run(args),
     };
     match outcome {
         Ok(code) => code,
         Err(error) => report(&error),
     }
-}
-
-fn not_implemented(command: &str) -> ExitCode {
-    eprintln!("olive2022 {command}: not implemented yet");
-    ExitCode::from(NOT_IMPLEMENTED)
 }
 
 /// Prints an error with its causes, one per line, and picks the exit code.

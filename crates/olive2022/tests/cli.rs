@@ -1,4 +1,4 @@
-//! The command line: the original's interface, `uuid`, and honest stubs.
+//! The command line: the original's interface, `uuid`, and `demo -n`.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output, Stdio};
@@ -81,15 +81,35 @@ fn hostile_urls_are_refused() {
 }
 
 #[test]
-fn commands_of_open_issues_say_so() {
-    for command in ["cloudlet", "demo"] {
-        let output = olive(&[command], &[]);
-        assert_eq!(output.status.code(), Some(2), "{command}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not implemented yet"),
-            "{command}"
-        );
+fn dry_run_demo_prints_the_plan_and_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let output = olive(
+        &[
+            "-n",
+            "demo",
+            "--headless",
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--screenshot",
+            "shot.png",
+        ],
+        &[],
+    );
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for part in [
+        "vmnetx+https://olivearchive.org/demo/olive2022-demo.nxpk",
+        "SYSLINUX",
+        "cloudlet",
+        "shot.png",
+        "accel tcg",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
     }
+    assert!(!work.exists());
+    // The screenshot helper is hidden from the help.
+    assert!(!stdout(&olive(&["--help"], &[])).contains("rfb-snapshot"));
 }
 
 #[test]

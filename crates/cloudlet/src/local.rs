@@ -1,0 +1,169 @@
+//! The single-machine backend: VMs under QEMU, clients through our own
+//! user-space WireGuard server.
+//!
+//! A deployment's disk is pulled once into a cache keyed by digest (from a
+//! registry, or an OCI layout for `oci:` repositories), and every VM runs
+//! from a throw-away overlay over it. The VM's VNC server listens on
+//! loopback only; the tunnel shows it to its client, and to no one else, as
+//! `vmi-vnc.<deployment>.svc.cluster.local:5900`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use containerdisk::auth::Credentials;
+use containerdisk::pull::{DiskSource, fetch_disk};
+use containerdisk::registry::NoProgress;
+use tunnel::server::{PeerConfig, ServerHandle, Service};
+use vmrunner::{Accel, RunningVm, VmSpec};
+
+use crate::backend::{Backend, BackendError};
+use crate::spec::DeploymentSpec;
+
+/// The address the VNC service has inside every client's tunnel; clients
+/// only ever reach their own deployment's, whatever they ask for.
+pub const VNC_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+/// The service's name and port, as the `vmi` chart names them.
+pub const VNC_SERVICE: (&str, u16) = ("vmi-vnc", 5900);
+
+/// VMs under QEMU, peers on our tunnel server.
+pub struct LocalBackend {
+    cache_dir: PathBuf,
+    vms_dir: PathBuf,
+    tunnel: ServerHandle,
+    runtime: tokio::runtime::Handle,
+    accel: Accel,
+    /// What each started deployment's client may reach, by its address,
+    /// until `add_peer` lets it in.
+    services: Mutex<HashMap<Ipv4Addr, PeerConfig>>,
+}
+
+/// A running deployment: its VM.
+pub struct LocalDeployment {
+    vm: Mutex<RunningVm>,
+}
+
+impl LocalBackend {
+    /// A backend keeping its cache and VMs under `data_dir`, admitting
+    /// clients on `tunnel`. Must be created inside a Tokio runtime.
+    pub fn new(
+        data_dir: &Path,
+        tunnel: ServerHandle,
+        accel: Accel,
+    ) -> std::io::Result<LocalBackend> {
+        let cache_dir = data_dir.join("cache");
+        let vms_dir = data_dir.join("vms");
+        std::fs::create_dir_all(&cache_dir)?;
+        std::fs::create_dir_all(&vms_dir)?;
+        Ok(LocalBackend {
+            cache_dir,
+            vms_dir,
+            tunnel,
+            runtime: tokio::runtime::Handle::current(),
+            accel,
+            services: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn disk_source(spec: &DeploymentSpec) -> Result<DiskSource, BackendError> {
+        let values = &spec.settings.values;
+        let disk = &values.container_disk;
+        let credentials = values
+            .container_disk_credentials
+            .as_ref()
+            .map(|c| Credentials::new(c.username.clone(), c.password.clone()));
+        DiskSource::from_chart_values(
+            &disk.repository,
+            &disk.name,
+            disk.tag.as_deref(),
+            disk.digest.as_deref(),
+            credentials,
+        )
+        .map_err(|e| BackendError::failed(format!("the recipe's containerDisk: {e}")))
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, HashMap<Ipv4Addr, PeerConfig>> {
+        self.services
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Backend for LocalBackend {
+    type Running = LocalDeployment;
+
+    fn cleanup(&self) -> Result<(), BackendError> {
+        let cleanup = vmrunner::cleanup_leftovers(&self.vms_dir);
+        if let Ok(entries) = std::fs::read_dir(&self.vms_dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        for error in &cleanup.errors {
+            eprintln!("olive2022 cloudlet: cleaning up: {error}");
+        }
+        Ok(())
+    }
+
+    fn start(&self, spec: &DeploymentSpec) -> Result<LocalDeployment, BackendError> {
+        let source = Self::disk_source(spec)?;
+        let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress)
+            .map_err(|e| BackendError::failed(format!("cannot fetch the disk image: {e}")))?;
+        let values = &spec.settings.values;
+        let machine = values.machine.as_ref();
+        let vm_spec = VmSpec {
+            disk: disk.path.clone(),
+            vcpus: spec.settings.cpus,
+            memory_mib: spec.settings.memory_bytes.div_ceil(1 << 20),
+            bus: values.container_disk.bus.clone(),
+            machine: machine.and_then(|m| m.machine_type.clone()),
+            network: machine.is_some_and(|m| m.network),
+            work_dir: self.vms_dir.join(&spec.name),
+            accel: self.accel,
+        };
+        let vm = vmrunner::start(&vm_spec)
+            .map_err(|e| BackendError::failed(format!("cannot start the VM: {e}")))?;
+        let peer = PeerConfig {
+            public_key: spec.client_key,
+            address: spec.client_address,
+            search_domain: format!("{}.svc.cluster.local", spec.name),
+            services: vec![Service {
+                name: VNC_SERVICE.0.to_owned(),
+                ip: VNC_SERVICE_IP,
+                port: VNC_SERVICE.1,
+                target: vm.vnc(),
+            }],
+        };
+        self.services().insert(spec.client_address, peer);
+        Ok(LocalDeployment { vm: Mutex::new(vm) })
+    }
+
+    fn stop(&self, running: &LocalDeployment) -> Result<(), BackendError> {
+        let mut vm = running
+            .vm
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        vm.stop()
+            .map_err(|e| BackendError::failed(format!("cannot stop the VM: {e}")))
+    }
+
+    fn add_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {
+        let peer = self
+            .services()
+            .get(&address)
+            .filter(|peer| &peer.public_key == key)
+            .cloned()
+            .ok_or_else(|| BackendError::failed("no running VM for this client"))?;
+        self.runtime
+            .block_on(self.tunnel.add_peer(peer))
+            .map_err(|e| BackendError::failed(format!("cannot admit the client: {e}")))
+    }
+
+    fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {
+        self.services().remove(&address);
+        self.runtime
+            .block_on(self.tunnel.remove_address(*key, address));
+        Ok(())
+    }
+}

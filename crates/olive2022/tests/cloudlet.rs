@@ -1,0 +1,315 @@
+//! The embedded cloudlet end to end: a package converted by `convert`,
+//! deployed by `olive2022 cloudlet` under real QEMU, reached by our
+//! `launch` and by the original Python sinfonia-tier3 + our `stage2`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::registry::{TestRegistry, free_port};
+
+const URL: &str = "vmnetx+https://olivearchive.org/launch/cloudlet-test/package.nxpk";
+
+fn olive() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_olive2022"))
+}
+
+fn viewer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rfb-viewer.py")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A package of a small real disk, converted into `destination`.
+fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
+    let raw = testkit::ext4_disk(dir, "24M");
+    let qcow2 = testkit::qcow2_of(&raw, &[]);
+    let package = dir.join("vm.nxpk");
+    testkit::package(&package, "Cloudlet test VM", &qcow2, "qcow2", false);
+    let recipes = dir.join("RECIPES");
+    let output = olive()
+        .args([
+            "-q",
+            "convert",
+            "--yes",
+            "--recipes",
+            recipes.to_str().unwrap(),
+        ])
+        .args(destination)
+        .args([URL, package.to_str().unwrap()])
+        .env_remove("OLIVE2022_CREDENTIALS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    recipes
+}
+
+/// `olive2022 cloudlet` as a child process, stopped with Ctrl-C on drop.
+struct CloudletProcess {
+    child: Child,
+    api: String,
+    data_dir: PathBuf,
+}
+
+impl CloudletProcess {
+    fn start(recipes: &Path, data_dir: &Path, extra: &[&str]) -> CloudletProcess {
+        let (api_port, wg_port) = (free_port(), free_port());
+        let child = olive()
+            .args(["cloudlet", "--recipes", recipes.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+            .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
+            .args(["--data-dir", data_dir.to_str().unwrap()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let cloudlet = CloudletProcess {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            data_dir: data_dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
+            assert!(Instant::now() < deadline, "the cloudlet did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cloudlet
+    }
+
+    /// QEMU processes whose work directory lies in this cloudlet's data dir.
+    fn vms(&self) -> Vec<u32> {
+        let pattern = self.data_dir.join("vms").display().to_string();
+        let output = Command::new("pgrep")
+            .args(["-f", &format!("qemu-system.*{pattern}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+
+    fn interrupt(&mut self) {
+        if self.child.try_wait().unwrap().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for CloudletProcess {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
+
+/// `launch` with the test viewer and its own key cache; the viewer's report.
+fn launch(api: &str, cache: &Path) -> (Output, Option<Value>) {
+    let report = cache.join("report.json");
+    let _ = std::fs::remove_file(&report);
+    let output = olive()
+        .args([
+            "launch",
+            "--timeout",
+            "60",
+            "--tier1-url",
+            api,
+            "--viewer",
+            viewer_script().to_str().unwrap(),
+            URL,
+        ])
+        .env("XDG_CACHE_HOME", cache)
+        .env("RFB_REPORT", &report)
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(&report)
+        .ok()
+        .map(|text| serde_json::from_str(&text).unwrap());
+    (output, report)
+}
+
+fn deployment_name(output: &Output) -> String {
+    let text = text(output);
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("Deployed "))
+        .unwrap_or_else(|| panic!("{text}"));
+    line.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+fn assert_screen(output: &Output, report: Option<&Value>) {
+    assert!(output.status.success(), "{}", text(output));
+    let report = report.unwrap_or_else(|| panic!("the viewer reported nothing: {}", text(output)));
+    assert_eq!(report["banner"], "RFB 003.008\n");
+    assert!(report["width"].as_u64().unwrap() >= 640, "{report}");
+    assert!(
+        report["name"].as_str().unwrap().starts_with("QEMU"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_package_in_a_registry_is_deployed_under_qemu_and_reached_through_the_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start(None);
+    let recipes = converted(
+        dir.path(),
+        &["--registry", &format!("{}/olive", registry.host)],
+    );
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
+
+    let alice = dir.path().join("alice");
+    let (first, report) = launch(&cloudlet.api, &alice);
+    assert_screen(&first, report.as_ref());
+    assert_eq!(cloudlet.vms().len(), 1, "one VM for one client");
+    // The same key gets the same deployment back.
+    let (again, report) = launch(&cloudlet.api, &alice);
+    assert_screen(&again, report.as_ref());
+    assert_eq!(deployment_name(&again), deployment_name(&first));
+    assert_eq!(cloudlet.vms().len(), 1);
+    // Another client gets a VM of its own.
+    let (bob, report) = launch(&cloudlet.api, &dir.path().join("bob"));
+    assert_screen(&bob, report.as_ref());
+    assert_ne!(deployment_name(&bob), deployment_name(&first));
+    assert_eq!(cloudlet.vms().len(), 2, "one VM per client");
+}
+
+#[test]
+fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
+    let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
+    let report = dir.path().join("report.json");
+    let python = testkit::oracle_python();
+    let tier3 = python.with_file_name("sinfonia-tier3");
+    let output = Command::new(&tier3)
+        .args([
+            &cloudlet.api,
+            uuid.trim(),
+            env!("CARGO_BIN_EXE_olive2022"),
+            "stage2",
+            "--timeout",
+            "60",
+        ])
+        .args(["--viewer", viewer_script().to_str().unwrap()])
+        .env("XDG_CACHE_HOME", dir.path())
+        .env("RFB_REPORT", &report)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["banner"], "RFB 003.008\n");
+    assert_eq!(report["argv"][0], "vnc://vmi-vnc:5900");
+    assert!(
+        report["name"].as_str().unwrap().starts_with("QEMU"),
+        "{report}"
+    );
+}
+
+#[test]
+fn idle_leases_stop_their_vm_and_a_restart_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let data = dir.path().join("data");
+    let cloudlet = CloudletProcess::start(&recipes, &data, &["--idle-timeout", "2"]);
+    let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
+    assert_screen(&output, report.as_ref());
+    assert_eq!(cloudlet.vms().len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cloudlet.vms().is_empty() {
+        assert!(Instant::now() < deadline, "the idle VM was not stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(cloudlet);
+
+    // A cloudlet killed outright leaves its VM behind; the next one ends it.
+    let mut crashed = CloudletProcess::start(&recipes, &data, &[]);
+    let (output, _) = launch(&crashed.api, &dir.path().join("client"));
+    assert!(output.status.success(), "{}", text(&output));
+    let orphans = crashed.vms();
+    assert_eq!(orphans.len(), 1);
+    let _ = crashed.child.kill();
+    let _ = crashed.child.wait();
+    assert_eq!(crashed.vms(), orphans, "the VM outlived its cloudlet");
+    let restarted = CloudletProcess::start(&recipes, &data, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !restarted.vms().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restart did not clean up the orphaned VM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn bad_requests_get_problems_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("RECIPES");
+    std::fs::create_dir(&recipes).unwrap();
+    let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
+    // The original's recipe, Python tag and all.
+    std::fs::write(
+        recipes.join(format!("{}.yaml", uuid.trim())),
+        "chart: https://cmusatyalab.github.io/olive2022/vmi\nversion: 0.1.4\nvalues:\n  containerDisk:\n    name: !!python/object:uuid.UUID\n      int: 1\n",
+    )
+    .unwrap();
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
+    let (output, _) = launch(&cloudlet.api, &dir.path().join("client"));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("python/object"), "{}", text(&output));
+    let unknown = "vmnetx+https://olivearchive.org/nothing-here.nxpk";
+    let output = olive()
+        .args([
+            "launch",
+            "--tier1-url",
+            &cloudlet.api,
+            "--viewer",
+            viewer_script().to_str().unwrap(),
+            unknown,
+        ])
+        .env("XDG_CACHE_HOME", dir.path().join("client"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("404") || text(&output).to_lowercase().contains("no recipe"),
+        "{}",
+        text(&output)
+    );
+    assert!(cloudlet.vms().is_empty());
+}
