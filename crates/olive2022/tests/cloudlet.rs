@@ -313,3 +313,92 @@ fn bad_requests_get_problems_not_crashes() {
     );
     assert!(cloudlet.vms().is_empty());
 }
+
+#[test]
+fn a_burst_of_deploy_requests_is_answered_without_leaking_vms() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &["--max-vms", "2"]);
+    let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
+    // 20 clients, 200 requests from 8 threads at once.
+    let keys: Vec<String> = (0..20)
+        .map(|_| {
+            let private = testkit::run("wg", &["genkey"]);
+            let public = testkit::run(
+                "sh",
+                &["-c", &format!("echo {} | wg pubkey", private.trim())],
+            );
+            public
+                .trim()
+                .replace('+', "-")
+                .replace('/', "_")
+                .trim_end_matches('=')
+                .to_owned()
+        })
+        .collect();
+    let started = Instant::now();
+    let codes: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|worker| {
+                let (keys, api, uuid) = (&keys, &cloudlet.api, uuid.trim());
+                scope.spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let key = &keys[(worker * 25 + i) % keys.len()];
+                            let url = format!("{api}/api/v1/deploy/{uuid}/{key}");
+                            testkit::run(
+                                "curl",
+                                &[
+                                    "-s",
+                                    "-o",
+                                    "/dev/null",
+                                    "-w",
+                                    "%{http_code}",
+                                    "-X",
+                                    "POST",
+                                    &url,
+                                ],
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    });
+    assert_eq!(codes.len(), 200);
+    assert!(
+        codes.iter().all(|code| code == "200" || code == "503"),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().filter(|code| *code == "200").count() >= 2,
+        "{codes:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        cloudlet.vms().len() <= 2,
+        "more VMs than --max-vms: {:?}",
+        cloudlet.vms()
+    );
+    // Still serving afterwards.
+    let status = testkit::run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/api/v1/cloudlets/", cloudlet.api),
+        ],
+    );
+    assert_eq!(status, "200");
+}
