@@ -482,7 +482,8 @@ fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
     let tier3 =
         std::env::var("OLIVE2022_ORACLE_VENV").unwrap_or_else(|_| "/opt/olive-oracle".into());
     let uuid = uuid();
-    let output = Command::new(format!("{tier3}/bin/sinfonia-tier3"))
+    let mut command = Command::new(format!("{tier3}/bin/sinfonia-tier3"));
+    command
         .args([
             &cloudlet.tier1_url(),
             uuid.as_str(),
@@ -493,18 +494,21 @@ fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
         ])
         .args(["--viewer", viewer_script().to_str().unwrap()])
         .env("XDG_CACHE_HOME", work.path())
-        .env("RFB_REPORT", &report)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("the original sinfonia-tier3 is needed (scripts/setup.sh): {e}")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        .env("RFB_REPORT", &report);
+    // The viewer's report proves the path; sinfonia-tier3's own teardown
+    // now and then hangs, and must not stall the suite.
+    let finished = testkit::run_until_written(
+        &mut command,
+        &report,
+        Duration::from_secs(60),
+        Duration::from_secs(10),
     );
-    assert!(output.status.success(), "{text}");
+    assert!(report.exists(), "no viewer report: {}", finished.output);
+    assert!(
+        finished.status.is_none_or(|status| status.success()),
+        "{}",
+        finished.output
+    );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["banner"], "RFB 003.008\n");
     assert_eq!(report["argv"][0], "vnc://vmi-vnc:5900");

@@ -237,3 +237,59 @@ pub fn package_with_domain(out: &Path, domain: &str, disk: Option<&Path>) {
         disk.map(|disk| (disk, false)),
     );
 }
+
+/// What [`run_until_written`] saw.
+pub struct Finished {
+    /// The exit status, if the program ended by itself in time.
+    pub status: Option<std::process::ExitStatus>,
+    /// Its standard output and error, together.
+    pub output: String,
+}
+
+/// Runs `command` until it has written `file` (or `timeout` passed), then
+/// gives it `grace` to end by itself and kills its whole process group
+/// otherwise. For third-party programs (the original sinfonia-tier3)
+/// whose teardown can hang: the file proves what the test needs, and a
+/// hang must never stall the suite.
+pub fn run_until_written(
+    command: &mut Command,
+    file: &Path,
+    timeout: std::time::Duration,
+    grace: std::time::Duration,
+) -> Finished {
+    use std::os::unix::process::CommandExt;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = command
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !file.exists() && started.elapsed() < timeout {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let written = std::time::Instant::now();
+    let mut status = None;
+    while written.elapsed() < grace {
+        if let Some(exit) = child.try_wait().unwrap() {
+            status = Some(exit);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if status.is_none() {
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+    // Reaps it (a status already taken by try_wait is kept by std).
+    let _ = child.wait();
+    Finished {
+        status,
+        output: std::fs::read_to_string(log.path()).unwrap_or_default(),
+    }
+}

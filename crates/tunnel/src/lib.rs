@@ -23,6 +23,7 @@
 mod device;
 mod dns_responder;
 mod forward;
+mod pipe;
 mod resolve;
 pub mod server;
 mod server_stack;

@@ -196,7 +196,7 @@ impl TunnelServer {
                 config.address
             )));
         }
-        let udp = server_stack::udp_socket(config.listen).map_err(TunnelError::Socket)?;
+        let udp = crate::pipe::udp_socket(config.listen).map_err(TunnelError::Socket)?;
         let local_addr = udp.local_addr().map_err(TunnelError::Socket)?;
         let shared = Arc::new(ServerShared {
             wake: Notify::new(),

@@ -12,8 +12,6 @@
 //! bounded channels, as in the client.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,12 +29,12 @@ use smoltcp::wire::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::TunnelError;
 use crate::device::PacketQueues;
 use crate::dns_responder;
+use crate::pipe::{CHUNK, Pipe, random_u64};
 use crate::server::{
     PeerConfig, PeerCounters, ServerConfig, ServerShared, Service, check_peer, lock,
 };
@@ -61,8 +59,7 @@ const TCP_TX_BUFFER: usize = 1 << 20;
 const MIN_WINDOW: usize = 96 << 10;
 const WINDOW_STEP: usize = 1380;
 const GROWTH_INTERVAL: Duration = Duration::from_millis(25);
-/// Chunks handed to a relay at most, and chunks buffered per direction.
-const CHUNK: usize = 64 << 10;
+/// Chunks buffered per direction of a relay.
 const CHANNEL_CHUNKS: usize = 16;
 /// Connections (open or being opened) per client address; beyond, new
 /// connections are refused until some close.
@@ -84,8 +81,6 @@ const MAX_ROUNDS: usize = 64;
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// The activity callback runs at most this often per client key.
 const ACTIVITY_INTERVAL: Duration = Duration::from_secs(1);
-/// UDP socket buffers: a large receive buffer, as the client's.
-const UDP_BUFFER: usize = 4 << 20;
 /// The DNS responder's buffers: queries are small.
 const DNS_PACKETS: usize = 16;
 const DNS_BUFFER: usize = 8 << 10;
@@ -102,26 +97,6 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
     },
     Shutdown,
-}
-
-/// A non-blocking UDP socket bound to `listen`, with large buffers.
-pub(crate) fn udp_socket(listen: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Socket, Type};
-    let domain = match listen {
-        SocketAddr::V4(_) => Domain::IPV4,
-        SocketAddr::V6(_) => Domain::IPV6,
-    };
-    let socket = Socket::new(domain, Type::DGRAM, None)?;
-    // Best effort: smaller buffers only cost throughput.
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&listen.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-fn random_u64() -> u64 {
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// The source of a decrypted packet if it may enter the stacks: a
@@ -237,11 +212,8 @@ impl Flow {
 
 /// The stack's ends of a relay task's channels.
 struct Link {
-    to_app: Option<mpsc::Sender<Vec<u8>>>,
-    from_app: mpsc::Receiver<Vec<u8>>,
-    /// A chunk partly written into the socket.
-    pending: Option<(Vec<u8>, usize)>,
-    fin_sent: bool,
+    /// The stack's ends of the relay's channels.
+    pipe: Pipe,
     /// Set by the relay task when the target could not be reached.
     refused: Arc<AtomicBool>,
 }
@@ -490,41 +462,7 @@ fn service_relay(
         relay.link = None;
         return true;
     }
-    deliver_inbound(link, socket) | accept_outbound(link, &mut relay.flow, socket)
-}
-
-/// Socket → relay, while the relay has room.
-fn deliver_inbound(link: &mut Link, socket: &mut tcp::Socket<'_>) -> bool {
-    let mut changed = false;
-    while socket.can_recv() {
-        let reader_gone = match &link.to_app {
-            None => true,
-            Some(to_app) => match to_app.try_reserve() {
-                Ok(permit) => {
-                    if let Ok(chunk) = socket.recv(|bytes| {
-                        let n = bytes.len().min(CHUNK);
-                        (n, bytes[..n].to_vec())
-                    }) {
-                        permit.send(chunk);
-                        changed = true;
-                    }
-                    false
-                }
-                Err(TrySendError::Full(())) => break,
-                Err(TrySendError::Closed(())) => true,
-            },
-        };
-        if reader_gone {
-            // The target does not read any more: drop what arrives.
-            link.to_app = None;
-            changed |= socket.recv(|bytes| (bytes.len(), ())).is_ok();
-        }
-    }
-    // The client closed and everything was delivered: end of stream.
-    if !socket.may_recv() && !socket.can_recv() && link.to_app.take().is_some() {
-        changed = true;
-    }
-    changed
+    link.pipe.deliver_inbound(socket) | accept_outbound(link, &mut relay.flow, socket)
 }
 
 /// Relay → socket, while the flow's window has room; a closed relay
@@ -534,42 +472,10 @@ fn accept_outbound(link: &mut Link, flow: &mut Flow, socket: &mut tcp::Socket<'_
         flow.queued.saturating_sub(socket.send_queue()),
         Instant::now(),
     );
-    let changed = fill_socket(link, flow, socket);
+    let changed = link.pipe.accept_outbound(socket, flow.window);
     flow.queued = socket.send_queue();
     flow.limited = flow.queued + WINDOW_STEP >= flow.window;
     changed
-}
-
-fn fill_socket(link: &mut Link, flow: &Flow, socket: &mut tcp::Socket<'_>) -> bool {
-    let mut changed = false;
-    loop {
-        let room = flow.window.saturating_sub(socket.send_queue());
-        if let Some((data, offset)) = &mut link.pending {
-            let end = data.len().min(*offset + room);
-            let written = socket.send_slice(&data[*offset..end]).unwrap_or(0);
-            *offset += written;
-            changed |= written > 0;
-            if *offset < data.len() {
-                return changed;
-            }
-            link.pending = None;
-        }
-        if !socket.can_send() || socket.send_queue() >= flow.window {
-            return changed;
-        }
-        match link.from_app.try_recv() {
-            Ok(data) => link.pending = Some((data, 0)),
-            Err(TryRecvError::Empty) => return changed,
-            Err(TryRecvError::Disconnected) => {
-                if !link.fin_sent {
-                    socket.close();
-                    link.fin_sent = true;
-                    changed = true;
-                }
-                return changed;
-            }
-        }
-    }
 }
 
 /// Starts the task relaying one connection to `target`.
@@ -585,10 +491,7 @@ fn spawn_relay(target: SocketAddr, shared: Arc<ServerShared>) -> Link {
         Arc::clone(&refused),
     ));
     Link {
-        to_app: Some(to_app),
-        from_app,
-        pending: None,
-        fin_sent: false,
+        pipe: Pipe::new(to_app, from_app),
         refused,
     }
 }

@@ -9,8 +9,6 @@
 //! channels: bytes leave a smoltcp socket only when the reader has room,
 //! and enter it only when its send buffer has room.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,10 +21,10 @@ use smoltcp::socket::dns::{self, GetQueryResultError, QueryHandle};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{DnsQueryType, HardwareAddress, IpAddress, IpCidr};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::device::PacketQueues;
+use crate::pipe::{Pipe, any_address_for, random_u64, udp_socket};
 use crate::resolve::search_order;
 use crate::{Shared, TunnelConfig, TunnelError, TunnelStream};
 
@@ -36,8 +34,7 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// scaled window at tens of MiB/s over a few milliseconds of latency.
 const TCP_RX_BUFFER: usize = 1 << 20;
 const TCP_TX_BUFFER: usize = 512 << 10;
-/// Chunks handed to a stream at most, and chunks buffered per direction.
-const CHUNK: usize = 64 << 10;
+/// Chunks buffered per direction of a stream.
 const CHANNEL_CHUNKS: usize = 16;
 /// A connection attempt fails after this long without an answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,11 +82,8 @@ struct Connection {
         oneshot::Sender<Result<TunnelStream, TunnelError>>,
         TunnelStream,
     )>,
-    to_app: Option<mpsc::Sender<Vec<u8>>>,
-    from_app: mpsc::Receiver<Vec<u8>>,
-    /// A chunk partly written into the socket.
-    pending: Option<(Vec<u8>, usize)>,
-    fin_sent: bool,
+    /// The stack's ends of the stream's channels.
+    pipe: Pipe,
 }
 
 pub(crate) struct Stack {
@@ -113,40 +107,13 @@ pub(crate) struct Stack {
     batch_started: Option<std::time::Instant>,
 }
 
-/// Receive buffer asked for the UDP socket: at tens of MiB/s the default
-/// (about 200 KiB) overflows within milliseconds, and every datagram lost
-/// there is a TCP segment to retransmit. Unprivileged processes get up to
-/// `net.core.rmem_max`.
-const UDP_RECEIVE_BUFFER: usize = 4 << 20;
-
-/// A non-blocking UDP socket of the endpoint's family, with a large
-/// receive buffer.
-fn udp_socket(endpoint: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Socket, Type};
-    let (domain, bind): (Domain, SocketAddr) = match endpoint {
-        SocketAddr::V4(_) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
-        SocketAddr::V6(_) => (Domain::IPV6, (std::net::Ipv6Addr::UNSPECIFIED, 0).into()),
-    };
-    let socket = Socket::new(domain, Type::DGRAM, None)?;
-    // Best effort: a smaller buffer only costs throughput.
-    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
-    let _ = socket.set_send_buffer_size(UDP_RECEIVE_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&bind.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-fn random_u64() -> u64 {
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
 impl Stack {
     pub async fn new(
         config: TunnelConfig,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
     ) -> Result<Stack, TunnelError> {
-        let udp = udp_socket(config.endpoint).map_err(TunnelError::Socket)?;
+        let udp = udp_socket(any_address_for(config.endpoint)).map_err(TunnelError::Socket)?;
         let tunn = Tunn::new(
             StaticSecret::from(config.private_key),
             PublicKey::from(config.peer_public_key),
@@ -478,10 +445,7 @@ impl Stack {
             handle,
             address,
             connecting: Some((reply, stream)),
-            to_app: Some(to_app),
-            from_app,
-            pending: None,
-            fin_sent: false,
+            pipe: Pipe::new(to_app, from_app),
         });
     }
 
@@ -529,7 +493,7 @@ fn service_connection(connection: &mut Connection, socket: &mut tcp::Socket<'_>)
                     "refused or timed out",
                 )));
                 socket.abort();
-                connection.to_app = None;
+                connection.pipe.to_app = None;
                 return true;
             }
             _ => {
@@ -542,70 +506,5 @@ fn service_connection(connection: &mut Connection, socket: &mut tcp::Socket<'_>)
             }
         }
     }
-    deliver_inbound(connection, socket) | accept_outbound(connection, socket)
-}
-
-/// Socket → stream, while the stream has room.
-fn deliver_inbound(connection: &mut Connection, socket: &mut tcp::Socket<'_>) -> bool {
-    let mut changed = false;
-    while socket.can_recv() {
-        let reader_gone = match &connection.to_app {
-            None => true,
-            Some(to_app) => match to_app.try_reserve() {
-                Ok(permit) => {
-                    if let Ok(chunk) = socket.recv(|bytes| {
-                        let n = bytes.len().min(CHUNK);
-                        (n, bytes[..n].to_vec())
-                    }) {
-                        permit.send(chunk);
-                        changed = true;
-                    }
-                    false
-                }
-                Err(TrySendError::Full(())) => break,
-                Err(TrySendError::Closed(())) => true,
-            },
-        };
-        if reader_gone {
-            // Nobody reads any more: drop what arrives.
-            connection.to_app = None;
-            changed |= socket.recv(|bytes| (bytes.len(), ())).is_ok();
-        }
-    }
-    // The peer closed and everything was delivered: end of stream.
-    if !socket.may_recv() && !socket.can_recv() && connection.to_app.take().is_some() {
-        changed = true;
-    }
-    changed
-}
-
-/// Stream → socket, while the socket has room; a closed stream sends FIN.
-fn accept_outbound(connection: &mut Connection, socket: &mut tcp::Socket<'_>) -> bool {
-    let mut changed = false;
-    loop {
-        if let Some((data, offset)) = &mut connection.pending {
-            let written = socket.send_slice(&data[*offset..]).unwrap_or(0);
-            *offset += written;
-            changed |= written > 0;
-            if *offset < data.len() {
-                return changed;
-            }
-            connection.pending = None;
-        }
-        if !socket.can_send() {
-            return changed;
-        }
-        match connection.from_app.try_recv() {
-            Ok(data) => connection.pending = Some((data, 0)),
-            Err(TryRecvError::Empty) => return changed,
-            Err(TryRecvError::Disconnected) => {
-                if !connection.fin_sent {
-                    socket.close();
-                    connection.fin_sent = true;
-                    changed = true;
-                }
-                return changed;
-            }
-        }
-    }
+    connection.pipe.deliver_inbound(socket) | connection.pipe.accept_outbound(socket, usize::MAX)
 }
