@@ -208,38 +208,14 @@ fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
     );
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
     let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
-    let report = dir.path().join("report.json");
-    let python = testkit::oracle_python();
-    let tier3 = python.with_file_name("sinfonia-tier3");
-    let mut command = Command::new(&tier3);
-    command
-        .args([
-            &cloudlet.api,
-            uuid.trim(),
-            env!("CARGO_BIN_EXE_olive2022"),
-            "stage2",
-            "--timeout",
-            "60",
-        ])
-        .args(["--viewer", viewer_script().to_str().unwrap()])
-        .env("XDG_CACHE_HOME", dir.path())
-        .env("RFB_REPORT", &report);
-    // The viewer's report proves the path; sinfonia-tier3's own teardown
-    // (its namespace helper) now and then hangs here, and must not stall
-    // the suite.
-    let finished = testkit::run_until_written(
-        &mut command,
-        &report,
-        Duration::from_secs(90),
-        Duration::from_secs(10),
+    let report = testkit::original_stage2_report(
+        &cloudlet.api,
+        uuid.trim(),
+        env!("CARGO_BIN_EXE_olive2022"),
+        &viewer_script(),
+        dir.path(),
+        Duration::from_secs(60),
     );
-    assert!(report.exists(), "no viewer report: {}", finished.output);
-    assert!(
-        finished.status.is_none_or(|status| status.success()),
-        "{}",
-        finished.output
-    );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["banner"], "RFB 003.008\n");
     assert_eq!(report["argv"][0], "vnc://vmi-vnc:5900");
     assert!(

@@ -478,38 +478,14 @@ fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
     // our `stage2` in it, which must find vmi-vnc with the system resolver.
     let cloudlet = Cloudlet::start(CloudletOptions::default());
     let work = tempfile::tempdir().unwrap();
-    let report = work.path().join("report.json");
-    let tier3 =
-        std::env::var("OLIVE2022_ORACLE_VENV").unwrap_or_else(|_| "/opt/olive-oracle".into());
-    let uuid = uuid();
-    let mut command = Command::new(format!("{tier3}/bin/sinfonia-tier3"));
-    command
-        .args([
-            &cloudlet.tier1_url(),
-            uuid.as_str(),
-            env!("CARGO_BIN_EXE_olive2022"),
-            "stage2",
-            "--timeout",
-            "30",
-        ])
-        .args(["--viewer", viewer_script().to_str().unwrap()])
-        .env("XDG_CACHE_HOME", work.path())
-        .env("RFB_REPORT", &report);
-    // The viewer's report proves the path; sinfonia-tier3's own teardown
-    // now and then hangs, and must not stall the suite.
-    let finished = testkit::run_until_written(
-        &mut command,
-        &report,
-        Duration::from_secs(60),
-        Duration::from_secs(10),
+    let report = testkit::original_stage2_report(
+        &cloudlet.tier1_url(),
+        &uuid(),
+        env!("CARGO_BIN_EXE_olive2022"),
+        &viewer_script(),
+        work.path(),
+        Duration::from_secs(30),
     );
-    assert!(report.exists(), "no viewer report: {}", finished.output);
-    assert!(
-        finished.status.is_none_or(|status| status.success()),
-        "{}",
-        finished.output
-    );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["banner"], "RFB 003.008\n");
     assert_eq!(report["argv"][0], "vnc://vmi-vnc:5900");
     assert!(report["red_fraction"].as_f64().unwrap() > 0.9, "{report}");

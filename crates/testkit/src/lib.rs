@@ -293,3 +293,48 @@ pub fn run_until_written(
         output: std::fs::read_to_string(log.path()).unwrap_or_default(),
     }
 }
+
+/// Runs the original `sinfonia-tier3 TIER1 UUID <stage2> stage2 --viewer
+/// VIEWER` (its own namespace and wireguard-go, our `stage2` inside) with
+/// its key cache in `cache`, and returns the JSON report the viewer wrote
+/// to `$RFB_REPORT`. `stage2` waits up to `timeout`; the whole run gets 30 s
+/// more, after which the tool is killed (see [`run_until_written`]).
+pub fn original_stage2_report(
+    tier1: &str,
+    uuid: &str,
+    stage2: &str,
+    viewer: &Path,
+    cache: &Path,
+    timeout: std::time::Duration,
+) -> serde_json::Value {
+    let report = cache.join("report.json");
+    let mut command = Command::new(oracle_python().with_file_name("sinfonia-tier3"));
+    command
+        .args([
+            tier1,
+            uuid,
+            stage2,
+            "stage2",
+            "--timeout",
+            &timeout.as_secs().to_string(),
+        ])
+        .args(["--viewer", viewer.to_str().unwrap()])
+        .env("XDG_CACHE_HOME", cache)
+        .env("RFB_REPORT", &report);
+    // The viewer's report proves the path; sinfonia-tier3's own teardown
+    // (its namespace helper) now and then hangs, and must not stall a suite.
+    let grace = std::time::Duration::from_secs(10);
+    let finished = run_until_written(
+        &mut command,
+        &report,
+        timeout + std::time::Duration::from_secs(30),
+        grace,
+    );
+    assert!(report.exists(), "no viewer report: {}", finished.output);
+    assert!(
+        finished.status.is_none_or(|status| status.success()),
+        "{}",
+        finished.output
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+}
