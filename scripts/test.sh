@@ -9,7 +9,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --quiet 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --workspace --no-fail-fast --quiet 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 }
      END { printf "workspace: %d passed, %d failed\n", passed, failed }' "$log"

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! VMNetX URL canonicalisation and Sinfonia UUIDs: shared vectors, a
+//! VMNetX URL canonicalisation and Sinfonia UUIDs: the reference vectors, a
 //! differential test against the real `olive2022` (yarl), hostile inputs and
 //! download URLs.
 
@@ -10,20 +10,15 @@ use std::process::{Command, Stdio};
 use vmnetx::url::{MAX_URL_LENGTH, OLIVEARCHIVE_NAMESPACE, UrlError, VmnetxUrl, download_url};
 
 // ---------------------------------------------------------------------------
-// 1. Shared vectors
+// 1. Reference vectors (tests/data/vmnetx-uuid.tsv: URL, TAB, UUID as the
+//    original olive2022 0.1.7 computes it)
 // ---------------------------------------------------------------------------
 
 #[test]
-fn shared_vectors() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/vmnetx-uuid.tsv");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the shared test vectors {}: {e} (they are part of the project, \
-             next to the workspace)",
-            path.display()
-        )
-    });
+fn reference_vectors() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vmnetx-uuid.tsv");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the test vectors {}: {e}", path.display()));
     let mut count = 0;
     let mut failures = Vec::new();
     for (number, line) in text.lines().enumerate() {
