@@ -21,13 +21,8 @@ pub fn requested() -> bool {
     flag().load(Ordering::Relaxed)
 }
 
-/// Whether `error` is the result of Ctrl-C.
+/// Whether `error` is the result of Ctrl-C (a download, a compression or
+/// an upload cancelled), at any depth.
 pub fn caused(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(cause.downcast_ref(), Some(diskimage::Error::Cancelled))
-            || matches!(
-                cause.downcast_ref(),
-                Some(vmnetx::fetch::FetchError::Cancelled)
-            )
-    })
+    error.chain().any(convert::error::is_cancellation)
 }

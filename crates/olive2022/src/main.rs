@@ -9,15 +9,13 @@ mod cli;
 mod cloudlet;
 mod convert;
 mod demo;
-mod desktop;
 mod extract;
+mod handler;
 mod interrupt;
 mod launch;
 mod progress;
 mod snapshot;
-mod source;
 mod viewer;
-mod vm;
 
 use std::process::ExitCode;
 
@@ -41,8 +39,8 @@ fn main() -> ExitCode {
         Command::Stage2(args) => launch::stage2(&cli, args),
         Command::Extract(args) => extract::run(&cli, args),
         Command::Convert(args) => convert::run(&cli, args),
-        Command::Install(args) => desktop::install(&cli, args),
-        Command::Uninstall => desktop::uninstall(&cli),
+        Command::Install(args) => handler::install(&cli, args),
+        Command::Uninstall => handler::uninstall(&cli),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
         Command::RfbSnapshot(args) => snapshot::run(args),

@@ -72,25 +72,53 @@ pub fn bytes_style(known_total: bool) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// Draws a transfer (download or upload) on a byte bar; Ctrl-C cancels it.
-pub struct TransferBar {
+/// Shows a pipeline's progress and status on the terminal, and asks for a
+/// VM's name when the package has none and standard input is a terminal.
+pub struct TerminalObserver {
+    /// How chatty to be.
+    pub verbosity: Verbosity,
+}
+
+impl convert::Observer for TerminalObserver {
+    fn status(&mut self, line: &str) {
+        self.verbosity.status(line);
+    }
+
+    fn detail(&mut self, line: &str) {
+        self.verbosity.detail(line);
+    }
+
+    fn progress(&mut self, phase: convert::Phase) -> Box<dyn convert::PhaseProgress> {
+        Box::new(BytesBar {
+            bar: self.verbosity.bytes_bar(phase.label()),
+        })
+    }
+
+    fn ask_vm_name(&mut self) -> Option<String> {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        loop {
+            eprint!("VM image name: ");
+            std::io::stderr().flush().ok();
+            let mut line = String::new();
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if line.trim().is_empty() || line.trim() == "Virtual Machine" => continue,
+                Ok(_) => return Some(line.trim().to_owned()),
+            }
+        }
+    }
+}
+
+/// One phase's byte bar.
+struct BytesBar {
     bar: ProgressBar,
 }
 
-impl TransferBar {
-    /// A bar labelled `label`.
-    pub fn new(verbosity: Verbosity, label: &str) -> TransferBar {
-        TransferBar {
-            bar: verbosity.bytes_bar(label),
-        }
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-
-    fn start(&self, total: Option<u64>) {
+impl convert::PhaseProgress for BytesBar {
+    fn start(&mut self, total: Option<u64>) {
         self.bar.reset();
         if let Some(total) = total {
             self.bar.set_length(total);
@@ -98,45 +126,21 @@ impl TransferBar {
         self.bar.set_style(bytes_style(total.is_some()));
     }
 
-    fn retry(&self, attempt: u32, error: &dyn std::fmt::Display) {
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn set_position(&mut self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    fn retry(&mut self, attempt: u32, error: &dyn std::fmt::Display) {
         self.bar.println(format!(
             "transfer interrupted ({error}); resuming, attempt {attempt}"
         ));
     }
-}
 
-impl vmnetx::fetch::Progress for TransferBar {
-    fn start(&mut self, total: Option<u64>) {
-        TransferBar::start(self, total);
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.bar.inc(bytes);
-    }
-
-    fn retry(&mut self, attempt: u32, error: &vmnetx::fetch::FetchError) {
-        TransferBar::retry(self, attempt, error);
-    }
-
-    fn cancelled(&self) -> bool {
-        crate::interrupt::requested()
-    }
-}
-
-impl containerdisk::registry::PushProgress for TransferBar {
-    fn start(&mut self, total: u64) {
-        TransferBar::start(self, Some(total));
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.bar.inc(bytes);
-    }
-
-    fn retry(&mut self, attempt: u32, error: &containerdisk::registry::RegistryError) {
-        TransferBar::retry(self, attempt, error);
-    }
-
-    fn cancelled(&self) -> bool {
-        crate::interrupt::requested()
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
     }
 }

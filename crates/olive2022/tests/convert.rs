@@ -461,3 +461,49 @@ fn batch_continues_past_failures() {
     assert_eq!(std::fs::read_dir(&f.recipes).unwrap().count(), 2);
     f.assert_no_leftovers();
 }
+
+/// Ctrl-C while the upload waits to retry a failing registry: exit 130 as
+/// every interrupted command does (not 1 with "transfer cancelled"), no
+/// recipe and no temporary file left.
+#[test]
+fn ctrl_c_during_a_push_exits_130() {
+    let f = fixture();
+    // HEAD (does the blob exist?) gets 404; starting an upload always 503:
+    // the client backs off and retries until interrupted.
+    let registry = testkit::http::fake(|request| match request.method.as_str() {
+        "HEAD" => testkit::http::Reply::Answer(404, vec![], vec![]),
+        _ => testkit::http::Reply::Answer(503, vec![], b"busy".to_vec()),
+    });
+    let host = registry.base.trim_start_matches("http://").to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .arg("convert")
+        .args(["--recipes", f.recipes.to_str().unwrap(), "--yes"])
+        .args(["--registry", &format!("{host}/olive")])
+        .args([URL, f.package.to_str().unwrap()])
+        .env("TMPDIR", &f.tmp)
+        .env("HOME", f.dir.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !registry
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|request| request.method == "POST")
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the push"
+        );
+        assert!(std::time::Instant::now() < deadline, "never pushed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    testkit::run("kill", &["-INT", &child.id().to_string()]);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(!f.recipe_path().exists());
+    f.assert_no_leftovers();
+}

@@ -3,17 +3,20 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
 use tempfile::TempPath;
 use vmnetx::url::VmnetxUrl;
 
-use crate::progress::{TransferBar, Verbosity};
+use crate::error::{Context, ConvertError};
+use crate::observer::{Observer, Phase, Transfer};
 
 /// Largest reference file read (they hold one URL).
 const MAX_REFERENCE_SIZE: u64 = 64 * 1024;
 
 /// A package ready to open.
+#[derive(Debug)]
 pub struct LocalPackage {
     /// Where the package is.
     pub path: PathBuf,
@@ -34,9 +37,14 @@ pub fn is_url(source: &str) -> bool {
 }
 
 /// Resolves SOURCE, downloading into `tmp_dir` when needed.
-pub fn resolve(source: &str, tmp_dir: &Path, verbosity: Verbosity) -> Result<LocalPackage> {
+pub fn resolve(
+    source: &str,
+    tmp_dir: &Path,
+    cancel: &Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<LocalPackage, ConvertError> {
     if is_url(source) {
-        return download(source, tmp_dir, verbosity);
+        return download(source, tmp_dir, cancel, observer);
     }
     let path = PathBuf::from(source);
     let mut head = Vec::new();
@@ -52,22 +60,30 @@ pub fn resolve(source: &str, tmp_dir: &Path, verbosity: Verbosity) -> Result<Loc
     }
     if vmnetx::reference::looks_like_reference(&head) {
         if head.len() as u64 > MAX_REFERENCE_SIZE {
-            bail!("{} is too large for a VMNetX reference", path.display());
+            return Err(ConvertError::Invalid(format!(
+                "{} is too large for a VMNetX reference",
+                path.display()
+            )));
         }
         let xml =
             String::from_utf8(head).with_context(|| format!("{} is not UTF-8", path.display()))?;
         let url = vmnetx::reference::parse_reference(&xml)
             .with_context(|| format!("invalid VMNetX reference {}", path.display()))?;
-        verbosity.status(format!("Reference points to {}", redact(&url)));
-        return download(&url, tmp_dir, verbosity);
+        observer.status(&format!("Reference points to {}", redact(&url)));
+        return download(&url, tmp_dir, cancel, observer);
     }
-    bail!(
+    Err(ConvertError::Invalid(format!(
         "{} is neither a VMNetX package (.nxpk) nor a reference (.netx)",
         path.display()
-    )
+    )))
 }
 
-fn download(source: &str, tmp_dir: &Path, verbosity: Verbosity) -> Result<LocalPackage> {
+fn download(
+    source: &str,
+    tmp_dir: &Path,
+    cancel: &Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<LocalPackage, ConvertError> {
     let url = VmnetxUrl::parse(source).context("not a usable VMNetX URL")?;
     let fetch_url = vmnetx::url::download_url(source).context("not a usable VMNetX URL")?;
     let temp = tempfile::Builder::new()
@@ -76,12 +92,17 @@ fn download(source: &str, tmp_dir: &Path, verbosity: Verbosity) -> Result<LocalP
         .tempfile_in(tmp_dir)
         .with_context(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?
         .into_temp_path();
-    verbosity.status(format!("Fetching {}", redact(&fetch_url)));
-    let mut bar = TransferBar::new(verbosity, "download");
-    let result = vmnetx::fetch::fetch_to_file(&fetch_url, &temp, &Default::default(), &mut bar);
-    bar.finish();
+    observer.status(&format!("Fetching {}", redact(&fetch_url)));
+    let mut progress = observer.progress(Phase::Download);
+    let mut transfer = Transfer {
+        progress: progress.as_mut(),
+        cancel,
+    };
+    let result =
+        vmnetx::fetch::fetch_to_file(&fetch_url, &temp, &Default::default(), &mut transfer);
+    progress.finish();
     let bytes = result.context("download failed")?;
-    verbosity.detail(format!("Downloaded {bytes} bytes"));
+    observer.detail(&format!("Downloaded {bytes} bytes"));
     Ok(LocalPackage {
         path: temp.to_path_buf(),
         url: Some(url),

@@ -2,10 +2,10 @@
 //! where it comes from, its name and domain, and its disk ready to read.
 
 use std::fs::File;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
 use diskimage::{
     Compression, ConvertOptions, ConvertStats, DiskReader, FileRange, InputFormat, Source,
 };
@@ -13,8 +13,8 @@ use vmnetx::domain::{DiskFormat, Domain};
 use vmnetx::package::{DiskMember, Package};
 use vmnetx::url::VmnetxUrl;
 
-use crate::interrupt;
-use crate::progress::{Verbosity, bytes_style};
+use crate::error::{Context, ConvertError};
+use crate::observer::{Observer, Phase};
 use crate::source::{self, LocalPackage};
 
 /// Names that mean "the archive did not name this VM".
@@ -37,17 +37,19 @@ pub struct OpenedVm {
 }
 
 /// Opens SOURCE (package, reference or URL), downloading into `tmp_dir`
-/// when needed; `name` is the `--name` flag.
+/// when needed; `name` is the caller's name for a VM the package does not
+/// name.
 pub fn open(
     source: &str,
     name: Option<&str>,
     tmp_dir: &Path,
-    verbosity: Verbosity,
-) -> Result<OpenedVm> {
-    let local = source::resolve(source, tmp_dir, verbosity)?;
+    cancel: &Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<OpenedVm, ConvertError> {
+    let local = source::resolve(source, tmp_dir, cancel, observer)?;
     let package = Package::open(&local.path)
         .with_context(|| format!("cannot read the package {}", local.path.display()))?;
-    let name = vm_name(&package.manifest().name, name)?;
+    let name = vm_name(&package.manifest().name, name, observer)?;
     let domain = package.domain().clone();
     let (disk, input_size) = open_disk(&package, &domain, tmp_dir)?;
     Ok(OpenedVm {
@@ -60,29 +62,32 @@ pub fn open(
     })
 }
 
-/// Conversion settings from the command line; Ctrl-C cancels.
-pub fn convert_options(compression: Compression, threads: Option<u16>) -> ConvertOptions {
+/// Conversion settings: `threads` defaults to all cores; `cancel` stops it.
+pub fn convert_options(
+    compression: Compression,
+    threads: Option<u16>,
+    cancel: &Arc<AtomicBool>,
+) -> ConvertOptions {
     let defaults = ConvertOptions::default();
     ConvertOptions {
         compression,
         threads: threads.map_or(defaults.threads, usize::from),
-        cancel: Some(interrupt::flag()),
+        cancel: Some(Arc::clone(cancel)),
         ..defaults
     }
 }
 
-/// Compresses the disk into `out` (empty), with a progress bar.
+/// Compresses the disk into `out` (empty), flushed to disk.
 pub fn compress(
     disk: DiskReader,
     out: File,
     options: &ConvertOptions,
-    verbosity: Verbosity,
-) -> Result<(File, ConvertStats)> {
-    let bar = verbosity.bytes_bar("compress");
-    bar.set_length(disk.virtual_size());
-    bar.set_style(bytes_style(true));
-    let result = diskimage::convert(disk, out, options, &mut |done| bar.set_position(done));
-    bar.finish_and_clear();
+    observer: &mut dyn Observer,
+) -> Result<(File, ConvertStats), ConvertError> {
+    let mut progress = observer.progress(Phase::Compress);
+    progress.start(Some(disk.virtual_size()));
+    let result = diskimage::convert(disk, out, options, &mut |done| progress.set_position(done));
+    progress.finish();
     let (file, stats) = result.context("conversion failed")?;
     file.sync_all().context("cannot flush the image to disk")?;
     Ok((file, stats))
@@ -97,36 +102,35 @@ pub fn savings(input: u64, output: u64) -> f64 {
     (percent * 10.0).round() / 10.0
 }
 
-/// The VM's name: the package's, else `--name`, else asked on a terminal.
-fn vm_name(from_package: &str, from_flag: Option<&str>) -> Result<String> {
-    if !PLACEHOLDER_NAMES.contains(&from_package.trim()) {
+/// The VM's name: the package's, else the caller's, else asked.
+fn vm_name(
+    from_package: &str,
+    from_caller: Option<&str>,
+    observer: &mut dyn Observer,
+) -> Result<String, ConvertError> {
+    let named = |name: &str| !PLACEHOLDER_NAMES.contains(&name.trim());
+    if named(from_package) {
         return Ok(from_package.to_owned());
     }
-    if let Some(name) = from_flag.filter(|name| !PLACEHOLDER_NAMES.contains(&name.trim())) {
+    if let Some(name) = from_caller.filter(|name| named(name)) {
         return Ok(name.to_owned());
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("the package does not name its VM: give one with --name");
-    }
-    let stdin = std::io::stdin();
-    loop {
-        eprint!("VM image name: ");
-        std::io::stderr().flush().ok();
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            bail!("the package does not name its VM: give one with --name");
-        }
-        let name = line.trim();
-        if !PLACEHOLDER_NAMES.contains(&name) {
-            return Ok(name.to_owned());
-        }
+    match observer.ask_vm_name() {
+        Some(name) if named(&name) => Ok(name.trim().to_owned()),
+        _ => Err(ConvertError::Invalid(
+            "the package does not name its VM: give one with --name".to_owned(),
+        )),
     }
 }
 
 /// Opens the package's disk for reading: in place when stored, streamed
 /// when deflated and raw, spooled to a temporary file when deflated and
 /// qcow2 (which needs random access).
-fn open_disk(package: &Package, domain: &Domain, tmp_dir: &Path) -> Result<(DiskReader, u64)> {
+fn open_disk(
+    package: &Package,
+    domain: &Domain,
+    tmp_dir: &Path,
+) -> Result<(DiskReader, u64), ConvertError> {
     let declared = domain.disk_format.map(|format| match format {
         DiskFormat::Qcow2 => InputFormat::Qcow2,
         DiskFormat::Raw => InputFormat::Raw,
@@ -134,9 +138,9 @@ fn open_disk(package: &Package, domain: &Domain, tmp_dir: &Path) -> Result<(Disk
     let member = package.disk().context("cannot read the package's disk")?;
     let size = member.len();
     let source = match member {
-        DiskMember::Stored { file, offset, len } => {
-            Source::RandomAccess(Box::new(FileRange::new(file, offset, len)?))
-        }
+        DiskMember::Stored { file, offset, len } => Source::RandomAccess(Box::new(
+            FileRange::new(file, offset, len).context("cannot read the package's disk")?,
+        )),
         DiskMember::Deflated { reader, len } if declared == Some(InputFormat::Raw) => {
             Source::Stream { reader, len }
         }
@@ -145,7 +149,9 @@ fn open_disk(package: &Package, domain: &Domain, tmp_dir: &Path) -> Result<(Disk
                 format!("cannot create a temporary file in {}", tmp_dir.display())
             })?;
             std::io::copy(&mut reader, &mut spool).context("cannot inflate the disk")?;
-            Source::RandomAccess(Box::new(FileRange::new(spool, 0, len)?))
+            Source::RandomAccess(Box::new(
+                FileRange::new(spool, 0, len).context("cannot read the inflated disk")?,
+            ))
         }
     };
     let reader = DiskReader::open(source, declared).context("cannot read the package's disk")?;
