@@ -1,5 +1,5 @@
 //! The JSON shapes the cloudlet speaks, exactly as Sinfonia's tier 1 and
-//! tier 2 write them (`../shared/spec/sinfonia.md`).
+//! tier 2 write them (`docs/sinfonia.md`).
 //!
 //! - [`DeploymentInfo`]: one element of the deploy answer (`POST` returns a
 //!   JSON array of them, `GET` one object), with its [`TunnelConfigInfo`];

@@ -2,7 +2,7 @@
 //! one machine.
 //!
 //! `olive2022 cloudlet` serves the Sinfonia API with the exact JSON shapes
-//! of `../shared/spec/sinfonia.md`, so the same recipes and clients work
+//! of `docs/sinfonia.md`, so the same recipes and clients work
 //! against it and against real Sinfonia + Kubernetes + KubeVirt. This crate
 //! is the machine-independent part:
 //!

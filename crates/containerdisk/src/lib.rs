@@ -15,6 +15,9 @@
 //! - [`layout`]: an OCI image layout directory instead of a registry;
 //! - [`pull`]: a containerDisk's disk fetched into a local cache (from a
 //!   registry or a layout), checked and extracted in one streamed pass.
+//!
+//! The image, the registry API and OCI layouts are described in
+//! `docs/containerdisk.md`.
 
 pub mod auth;
 pub mod digest;

@@ -14,6 +14,8 @@
 //!
 //! The output is readable by QEMU: deflate clusters use QEMU's 4 KiB window
 //! (raw deflate, `windowBits = -12`), zstd clusters are one frame each.
+//!
+//! The qcow2 details we rely on are described in `docs/qcow2.md`.
 
 mod codec;
 pub mod convert;

@@ -4,6 +4,9 @@
 //! original Python tool's interface, plus new commands), draws progress, and
 //! turns library errors into messages and exit codes. Exit codes: 0 success,
 //! 1 failure, 2 usage error, 130 interrupted.
+//!
+//! What this tool keeps from the original and what it fixes is described in
+//! `docs/original-defects.md`; every other page is listed in `docs/README.md`.
 
 mod cli;
 mod cloudlet;

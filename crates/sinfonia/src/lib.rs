@@ -10,6 +10,8 @@
 //!   safe YAML loader and checked against Sinfonia's schema;
 //! - [`vmi`]: the values of the olive2022 `vmi` Helm chart, which `convert`
 //!   writes and a cloudlet interprets.
+//!
+//! The protocol is described in `docs/sinfonia.md`.
 
 pub mod deploy;
 pub mod keys;

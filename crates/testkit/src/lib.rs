@@ -4,6 +4,9 @@
 //! VMNetX packages, so that tests exercise what the archive ships. A missing
 //! tool fails the test with a message naming the package to install: tests
 //! never pass by skipping what they need.
+//!
+//! The real components and the rules of the test environment are described
+//! in `docs/test-environment.md`.
 #![allow(clippy::unwrap_used)]
 
 pub mod cloudlet;

@@ -19,6 +19,9 @@
 //! itself: [`TunnelServer`] (in [`server`]) speaks WireGuard with many
 //! peers on one UDP socket, answers each client's service names over DNS
 //! and relays each client's TCP connections to its own services only.
+//!
+//! The tunnel settings Sinfonia hands out (keep-alive, addresses, DNS,
+//! `ndots:5`) are described in `docs/sinfonia.md`.
 
 mod device;
 mod dns_responder;

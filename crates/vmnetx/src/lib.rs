@@ -14,6 +14,8 @@
 //!
 //! XML is parsed with `roxmltree`, which never expands entities beyond the
 //! predefined ones and rejects DTD entity bombs.
+//!
+//! URLs, UUIDs and the package format are described in `docs/vmnetx.md`.
 
 pub mod domain;
 pub mod fetch;

@@ -25,6 +25,9 @@
 //! Commands are built from argument lists, never from shell strings.
 //! [`cleanup_leftovers`] ends the QEMU processes and removes the overlays
 //! that a previous run of the cloudlet left under its data directory.
+//!
+//! The disk checks are explained in `docs/qcow2.md`, the choice between KVM
+//! and TCG in `docs/test-environment.md`.
 
 mod qmp;
 
