@@ -32,6 +32,7 @@ use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, ZipWriter};
 
 use crate::cli::{AccelArg, Cli, DemoArgs};
+use crate::progress::{TerminalObserver, Verbosity};
 use crate::snapshot;
 use crate::{interrupt, viewer};
 
@@ -102,7 +103,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let layout = work.join("layout");
     let recipes = work.join("RECIPES");
-    let digest = convert(cli, &exe, &package, &layout, &recipes)?;
+    let digest = convert(cli, &package, &layout, &recipes)?;
     let uuid = VmnetxUrl::parse(DEMO_URL)?.sinfonia_uuid();
     report.step(
         "convert",
@@ -396,43 +397,34 @@ fn quiet_child(cli: &Cli) -> &'static str {
     if cli.verbose { "-v" } else { "-q" }
 }
 
-/// Runs `convert` into the OCI layout; returns the image's digest.
-fn convert(cli: &Cli, exe: &Path, package: &Path, layout: &Path, recipes: &Path) -> Result<String> {
-    let mut output_arg = std::ffi::OsString::from("oci:");
-    output_arg.push(layout);
-    let mut child = Command::new(exe)
-        .args([quiet_child(cli), "convert", "--yes", "--output"])
-        .arg(output_arg)
-        .arg("--recipes")
-        .arg(recipes)
-        .arg(DEMO_URL)
-        .arg(package)
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run olive2022 convert")?;
-    let mut stdout = child.stdout.take().context("no pipe from convert")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let status = wait_child(&mut child)?;
-    let text = reader.join().unwrap_or_default();
-    if cli.verbose {
-        print!("{text}");
-    }
-    interrupted()?;
-    if !status.success() {
-        bail!("olive2022 convert failed ({status})");
-    }
-    let digest = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Digest:"))
-        .map(|digest| digest.trim().to_owned())
-        .unwrap_or_default();
-    Ok(digest)
+/// Converts the package into the OCI layout with the `convert` crate;
+/// returns the image's digest.
+fn convert(cli: &Cli, package: &Path, layout: &Path, recipes: &Path) -> Result<String> {
+    let settings = convert::ConvertSettings {
+        registry: String::new(),
+        layout: Some(layout.to_owned()),
+        insecure_registry: false,
+        recipes: recipes.to_owned(),
+        tmp_dir: None,
+        name: None,
+        compression: diskimage::Compression::DEFLATE,
+        threads: None,
+        chart: sinfonia::vmi::ORIGINAL_CHART.to_owned(),
+        chart_version: sinfonia::vmi::ORIGINAL_CHART_VERSION.to_owned(),
+        pull_credentials: None,
+        cancel: interrupt::flag(),
+    };
+    let job = convert::ConvertJob::new(DEMO_URL, Some(package.to_owned()))?;
+    // The demo prints one line per step: the pipeline's own lines only
+    // with -v.
+    let mut observer = TerminalObserver {
+        verbosity: Verbosity {
+            quiet: !cli.verbose,
+            verbose: cli.verbose,
+        },
+    };
+    let report = convert::convert(&job, &settings, &mut observer)?;
+    Ok(report.digest.to_string())
 }
 
 /// An error when Ctrl-C was pressed.
@@ -469,15 +461,15 @@ fn wait_child(child: &mut Child) -> Result<ExitStatus> {
     }
 }
 
-/// Sends SIGINT to `pid` with `kill -INT` (this crate has no unsafe code).
+/// Sends SIGINT to `pid`, as Ctrl-C would.
 fn interrupt_process(pid: u32) -> bool {
-    Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).is_ok()
 }
 
 /// `olive2022 cloudlet` as a child process; stopped on drop.
