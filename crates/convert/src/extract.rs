@@ -76,6 +76,7 @@ pub fn extract(
     observer: &mut dyn Observer,
 ) -> Result<ExtractReport, ConvertError> {
     let started = Instant::now();
+    check_output(output)?;
     let out_dir = parent_dir(output);
     let tmp_dir = settings.tmp_dir.clone().unwrap_or_else(|| out_dir.clone());
     let vm = vm::open(
@@ -116,6 +117,31 @@ fn compression_name(compression: Compression) -> &'static str {
         Compression::Deflate { .. } => "deflate",
         Compression::Zstd { .. } => "zstd",
     }
+}
+
+/// The output may be a new path or a regular file to replace, never a
+/// directory, a device, a FIFO or a socket: the rename at the end would
+/// replace whatever stands there (as root, `/dev/null` itself).
+fn check_output(output: &Path) -> Result<(), ConvertError> {
+    // Follows a symlink: `-o /dev/stdout` is a link to a device.
+    let kind = match std::fs::metadata(output) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot look at {}", output.display()));
+        }
+        Ok(meta) => meta.file_type(),
+    };
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory: give the path of the image file to write, such as DIR/disk.qcow2"
+    } else {
+        "not a regular file (a device, FIFO or socket): give the path of a regular file"
+    };
+    Err(ConvertError::Invalid(format!(
+        "the output {} is {what}",
+        output.display()
+    )))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

@@ -130,14 +130,20 @@ impl DiskReader {
                     }
                 }
             }
-            Source::Stream { reader, len } => match format {
-                Some(InputFormat::Raw) => Ok(DiskReader {
-                    format: InputFormat::Raw,
-                    virtual_size: checked_size(len)?,
-                    chunk_size: MIN_CHUNK,
-                    next_offset: 0,
-                    inner: Inner::RawStream(reader),
-                }),
+            Source::Stream { mut reader, len } => match format {
+                Some(InputFormat::Raw) => {
+                    if len == 0 {
+                        // No chunk will be read: check the end now.
+                        expect_end(reader.as_mut(), len)?;
+                    }
+                    Ok(DiskReader {
+                        format: InputFormat::Raw,
+                        virtual_size: checked_size(len)?,
+                        chunk_size: MIN_CHUNK,
+                        next_offset: 0,
+                        inner: Inner::RawStream(reader),
+                    })
+                }
                 _ => Err(Error::Unsupported(
                     "a qcow2 (or undeclared) disk needs random access; \
                      it cannot be read from a stream"
@@ -165,9 +171,16 @@ impl DiskReader {
         }
         let remaining = self.virtual_size - guest_offset;
         let len = usize::try_from(remaining).map_or(self.chunk_size, |r| r.min(self.chunk_size));
+        let last = guest_offset + len as u64 == self.virtual_size;
         let data = match &mut self.inner {
             Inner::Raw(input) => read_raw(input.as_ref(), guest_offset, len)?,
-            Inner::RawStream(reader) => read_stream(reader.as_mut(), guest_offset, len)?,
+            Inner::RawStream(reader) => {
+                let data = read_stream(reader.as_mut(), guest_offset, len)?;
+                if last {
+                    expect_end(reader.as_mut(), self.virtual_size)?;
+                }
+                data
+            }
             Inner::Qcow2(qcow2) => qcow2.read_chunk(guest_offset, len)?,
         };
         self.next_offset += len as u64;
@@ -209,6 +222,27 @@ fn read_raw(input: &dyn ReadAt, offset: u64, len: usize) -> Result<ChunkData> {
         buf,
         compressed: Vec::new(),
     })
+}
+
+/// Reads past the last byte of a stream: the end is where the stream's own
+/// checks run (a package member's size and CRC-32), and bytes beyond the
+/// declared size are an error, never silently dropped.
+fn expect_end(reader: &mut dyn Read, size: u64) -> Result<()> {
+    let mut probe = [0u8; 1];
+    loop {
+        match reader.read(&mut probe) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "the disk stream is longer than its declared {size} bytes"
+                )));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                return Err(Error::io("checking the end of the disk stream")(error));
+            }
+        }
+    }
 }
 
 fn read_stream(reader: &mut dyn Read, offset: u64, len: usize) -> Result<ChunkData> {

@@ -1,0 +1,190 @@
+//! Hostile inputs found by an adversarial pass, each a regression test:
+//! the answer is a clear error and nothing left behind that looks complete.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use testkit::{ext4_disk, hidden_files, package};
+
+fn extract(package: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args([
+            "extract",
+            "-o",
+            out.to_str().unwrap(),
+            package.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Where a member's CRC-32 and uncompressed size are stored.
+enum SizeField {
+    /// The 32-bit field of the header.
+    Plain(usize),
+    /// The 64-bit field of the ZIP64 extra field (the header's says
+    /// 0xFFFFFFFF).
+    Zip64(usize),
+}
+
+/// Calls `edit(bytes, crc_at, size_field)` for the `disk.img` member's
+/// local header and central directory entry.
+fn patch_disk_member(package: &Path, edit: impl Fn(&mut Vec<u8>, usize, SizeField)) {
+    let mut bytes = std::fs::read(package).unwrap();
+    let name = b"disk.img";
+    let positions: Vec<usize> = (0..bytes.len().saturating_sub(46))
+        .filter(|&at| {
+            bytes[at..].starts_with(b"PK\x03\x04") || bytes[at..].starts_with(b"PK\x01\x02")
+        })
+        .collect();
+    let u16_at =
+        |bytes: &[u8], at: usize| usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    let mut patched = 0;
+    for at in positions {
+        let central = bytes[at + 2] == 1;
+        // Local header: CRC at 14, size at 22, name length at 26, extra
+        // length at 28, name at 30. Central: 16, 24, 28, 30, 46.
+        let (crc_at, size_at, name_len_at, extra_len_at, name_at) = if central {
+            (16, 24, 28, 30, 46)
+        } else {
+            (14, 22, 26, 28, 30)
+        };
+        if u16_at(&bytes, at + name_len_at) != name.len()
+            || !bytes[at + name_at..].starts_with(name)
+        {
+            continue;
+        }
+        let size = if bytes[at + size_at..at + size_at + 4] == [0xff; 4] {
+            // The ZIP64 extra field (id 1) starts with the uncompressed size.
+            let mut extra = at + name_at + name.len();
+            let end = extra + u16_at(&bytes, at + extra_len_at);
+            while u16_at(&bytes, extra) != 1 {
+                extra += 4 + u16_at(&bytes, extra + 2);
+                assert!(extra < end, "no ZIP64 extra field");
+            }
+            SizeField::Zip64(extra + 4)
+        } else {
+            SizeField::Plain(at + size_at)
+        };
+        edit(&mut bytes, at + crc_at, size);
+        patched += 1;
+    }
+    assert_eq!(patched, 2, "disk.img has one local and one central header");
+    std::fs::write(package, bytes).unwrap();
+}
+
+fn deflated_raw_package(dir: &Path) -> std::path::PathBuf {
+    let raw = ext4_disk(dir, "40M");
+    let path = dir.join("vm.nxpk");
+    package(&path, "Deflated", &raw, "raw", true);
+    path
+}
+
+#[test]
+fn a_deflated_raw_disk_with_a_wrong_crc_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = deflated_raw_package(dir.path());
+    patch_disk_member(&package, |bytes, crc, _| bytes[crc] ^= 0xff);
+    let out = dir.path().join("out/vm.qcow2");
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let output = extract(&package, &out);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("CRC-32 mismatch"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+    assert!(hidden_files(&dir.path().join("out")).is_empty());
+}
+
+#[test]
+fn a_deflated_raw_disk_larger_than_declared_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = deflated_raw_package(dir.path());
+    // Declare 1 MiB less than the disk inflates to.
+    patch_disk_member(&package, |bytes, _, size| match size {
+        SizeField::Plain(at) => {
+            let declared = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            bytes[at..at + 4].copy_from_slice(&(declared - (1 << 20)).to_le_bytes());
+        }
+        SizeField::Zip64(at) => {
+            let declared = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            bytes[at..at + 8].copy_from_slice(&(declared - (1 << 20)).to_le_bytes());
+        }
+    });
+    let out = dir.path().join("vm.qcow2");
+    let output = extract(&package, &out);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("longer than"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn special_files_and_directories_are_refused_as_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = ext4_disk(dir.path(), "40M");
+    let package_path = dir.path().join("vm.nxpk");
+    package(&package_path, "Plain", &raw, "raw", false);
+
+    let fifo = dir.path().join("fifo");
+    testkit::run("mkfifo", &[fifo.to_str().unwrap()]);
+    let device = dir.path().join("null");
+    std::os::unix::fs::symlink("/dev/null", &device).unwrap();
+    for (out, expected) in [
+        (fifo.clone(), "not a regular file"),
+        (device.clone(), "not a regular file"),
+        (dir.path().to_owned(), "is a directory"),
+    ] {
+        let output = extract(&package_path, &out);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{out:?}: {}",
+            stderr(&output)
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::symlink_metadata(&device)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // `-o .` from inside a directory: the same clear message.
+    let output = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["extract", "-o", ".", package_path.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is a directory"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(hidden_files(dir.path()).is_empty());
+}
