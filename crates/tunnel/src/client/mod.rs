@@ -16,8 +16,9 @@
 //! - `resolve`: the resolv.conf search order ([`search_order`]);
 //! - `forward`: local port forwarding ([`forward()`]).
 //!
-//! Dependencies run one way: `mod` → `stack` → `lookup`, `connection` →
-//! `handle`, `stream` → `shared`.
+//! Imports run one way: `mod` → `stack` → `lookup` → `resolve`;
+//! `stack` → `connection`, `handle` → `stream` → `shared`; `forward` →
+//! `handle`. Nothing imports `mod` or `stack`.
 
 mod config;
 mod connection;
