@@ -1,6 +1,6 @@
 //! What the client and the server stacks share: moving bytes between a
 //! smoltcp TCP socket and the bounded channels of the task on the other
-//! side, the tunnel's UDP socket, and seeds.
+//! side, the tunnel's UDP socket, seeds, and smoltcp's durations.
 //!
 //! Flow control comes from the bounds: bytes leave a socket only when the
 //! reader's channel has room, and enter it only when its send buffer (and,
@@ -143,4 +143,9 @@ pub(crate) fn any_address_for(endpoint: SocketAddr) -> SocketAddr {
 /// A seed for smoltcp and boringtun indexes (not for keys).
 pub(crate) fn random_u64() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// A Tokio-side duration as smoltcp's.
+pub(crate) fn smoltcp_duration(duration: std::time::Duration) -> smoltcp::time::Duration {
+    smoltcp::time::Duration::from_millis(duration.as_millis() as u64)
 }

@@ -1,221 +1,32 @@
 //! The tunnel server end to end: with our own client (`tunnel::Tunnel`)
 //! over loopback, and with the real wireguard-go as a client in a network
 //! namespace (an independent WireGuard implementation, `dig` for DNS and a
-//! plain socket for TCP). Behind every service runs a small TCP server that
-//! sends the RFB banner and then echoes (or, asked `BULK <MiB>`, sends that
-//! much data).
+//! plain socket for TCP). The fixtures (targets, server, clients,
+//! namespace) are in `common`.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tunnel::{
-    PeerConfig, ServerConfig, Service, Tunnel, TunnelConfig, TunnelError, TunnelServer,
-    TunnelStream,
+use common::namespace::{Namespace, inside_of};
+use common::{
+    CLIENT_IP, SERVER_IP, SERVICE_IP, TestServer, banner_and_echo, bulk, eventually, keypair,
+    loopback, peer, random_bytes, recv_exactly, runtime, service, target,
 };
-
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
-const BANNER: &[u8] = b"RFB 003.008\n";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A fresh private key and its public key.
-fn keypair() -> ([u8; 32], [u8; 32]) {
-    let mut private = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut private)
-        .unwrap();
-    (private, tunnel::public_key(&private))
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes
-}
-
-/// A service's target: the RFB banner, then an echo; `BULK <MiB>\n` as
-/// the first message gets that many MiB (bytes 0..=255 repeated) instead.
-struct Target {
-    address: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-}
-
-async fn target() -> Target {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let closed = Arc::new(AtomicUsize::new(0));
-    let (accepting, closing) = (Arc::clone(&accepted), Arc::clone(&closed));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            accepting.fetch_add(1, Ordering::SeqCst);
-            let closing = Arc::clone(&closing);
-            tokio::spawn(async move {
-                serve(stream).await;
-                closing.fetch_add(1, Ordering::SeqCst);
-            });
-        }
-    });
-    Target {
-        address,
-        accepted,
-        closed,
-    }
-}
-
-async fn serve(mut stream: tokio::net::TcpStream) {
-    if stream.write_all(BANNER).await.is_err() {
-        return;
-    }
-    let mut buffer = vec![0u8; 64 << 10];
-    let mut first = true;
-    loop {
-        let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if first && buffer[..n].starts_with(b"BULK ") {
-            let text = String::from_utf8_lossy(&buffer[5..n]).trim().to_owned();
-            let mib: usize = text.parse().unwrap_or(0);
-            let block: Vec<u8> = (0..=255u8).cycle().take(64 << 10).collect();
-            for _ in 0..mib * 16 {
-                if stream.write_all(&block).await.is_err() {
-                    return;
-                }
-            }
-            return;
-        }
-        first = false;
-        if stream.write_all(&buffer[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-fn service(ip: Ipv4Addr, target: &Target) -> Service {
-    Service {
-        name: "vmi-vnc".into(),
-        ip,
-        port: 5900,
-        target: target.address,
-    }
-}
-
-fn peer(
-    public_key: [u8; 32],
-    address: Ipv4Addr,
-    deployment: &str,
-    services: Vec<Service>,
-) -> PeerConfig {
-    PeerConfig {
-        public_key,
-        address,
-        search_domain: format!("{deployment}.svc.cluster.local"),
-        services,
-    }
-}
-
-async fn start_server(listen: SocketAddr) -> (TunnelServer, [u8; 32]) {
-    let (private, public) = keypair();
-    let server = TunnelServer::start(ServerConfig {
-        private_key: private,
-        listen,
-        address: SERVER_IP,
-        mtu: tunnel::DEFAULT_MTU,
-        keepalive: Some(10),
-    })
-    .await
-    .unwrap();
-    (server, public)
-}
-
-/// Our client's settings, as a deployment answer would give them.
-fn client_config(
-    private_key: [u8; 32],
-    server_public: [u8; 32],
-    endpoint: SocketAddr,
-    address: Ipv4Addr,
-    deployment: &str,
-) -> TunnelConfig {
-    TunnelConfig {
-        private_key,
-        peer_public_key: server_public,
-        endpoint,
-        address,
-        dns_servers: vec![SERVER_IP],
-        search_domains: vec![
-            format!("{deployment}.svc.cluster.local"),
-            "svc.cluster.local".into(),
-            "cluster.local".into(),
-        ],
-        keepalive: Some(tunnel::DEFAULT_KEEPALIVE),
-        mtu: tunnel::DEFAULT_MTU,
-    }
-}
-
-/// Receives `len` bytes (or what comes within 5 s).
-async fn recv_exactly(stream: &mut TunnelStream, len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while out.len() < len {
-        match tokio::time::timeout(Duration::from_secs(5), stream.recv()).await {
-            Ok(Some(chunk)) => out.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    out
-}
-
-/// The banner, then an echo of `message`.
-async fn banner_and_echo(stream: &mut TunnelStream, message: &[u8]) {
-    assert_eq!(recv_exactly(stream, BANNER.len()).await, BANNER);
-    stream.send(message.to_vec()).await.unwrap();
-    assert_eq!(recv_exactly(stream, message.len()).await, message);
-}
-
-/// Waits until `condition` holds, for at most `seconds`.
-async fn eventually(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use tunnel::{Service, Tunnel, TunnelError};
 
 #[test]
 fn our_client_reaches_its_service_through_the_server() {
     runtime().block_on(async {
-        let (server, server_public) = start_server(loopback()).await;
-        let handle = server.handle();
+        let server = TestServer::start(loopback()).await;
+        let handle = server.handle.clone();
         let vnc = target().await;
         let (private, public) = keypair();
-        let address = Ipv4Addr::new(10, 5, 0, 2);
-        let service_ip = Ipv4Addr::new(10, 43, 0, 1);
+        let (address, service_ip) = (CLIENT_IP, SERVICE_IP);
         // A second service whose target does not listen (a VM whose VNC
         // is not up).
         let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -242,16 +53,8 @@ fn our_client_reaches_its_service_through_the_server() {
         handle.on_activity(move |address| recorder.lock().unwrap().push(address));
         assert_eq!(handle.last_activity(&public), None);
 
-        let config = client_config(
-            private,
-            server_public,
-            server.local_addr(),
-            address,
-            "bold-tesla",
-        );
-        let client = Tunnel::start(config.clone()).await.unwrap();
-        let tunnel = client.handle();
-        tunnel.wait_handshake(Duration::from_secs(5)).await.unwrap();
+        let config = server.client_config(private, address, "bold-tesla");
+        let tunnel = server.connect(config.clone()).await;
         // `vmi-vnc` resolves through the search domain, as with ndots:5.
         assert_eq!(tunnel.resolve("vmi-vnc").await.unwrap(), service_ip);
         assert_eq!(
@@ -320,10 +123,8 @@ fn our_client_reaches_its_service_through_the_server() {
         // The client comes back from another UDP port (a restart, or a
         // roaming client): the server answers there.
         let old_endpoint = status[0].endpoint.unwrap();
-        client.shutdown().await;
-        let client = Tunnel::start(config).await.unwrap();
-        let tunnel = client.handle();
-        tunnel.wait_handshake(Duration::from_secs(5)).await.unwrap();
+        tunnel.shutdown().await;
+        let tunnel = server.connect(config).await;
         let mut stream = tunnel.connect(target_address).await.unwrap();
         banner_and_echo(&mut stream, b"again\n").await;
         assert_ne!(handle.peers()[0].endpoint, Some(old_endpoint));
@@ -345,7 +146,7 @@ fn our_client_reaches_its_service_through_the_server() {
         ));
         stream.send(b"still there\n".to_vec()).await.unwrap();
         assert_eq!(recv_exactly(&mut stream, 12).await, b"still there\n");
-        client.shutdown().await;
+        tunnel.shutdown().await;
         server.shutdown().await;
         assert!(matches!(
             handle.add_peer(peer(public, address, "x", vec![])).await,
@@ -357,13 +158,12 @@ fn our_client_reaches_its_service_through_the_server() {
 #[test]
 fn clients_reach_only_their_own_services() {
     runtime().block_on(async {
-        let (server, server_public) = start_server(loopback()).await;
-        let handle = server.handle();
-        let endpoint = server.local_addr();
+        let server = TestServer::start(loopback()).await;
+        let handle = &server.handle;
         let (vnc_a, vnc_b) = (target().await, target().await);
-        let ip_a = Ipv4Addr::new(10, 43, 0, 1);
+        let ip_a = SERVICE_IP;
         let ip_b = Ipv4Addr::new(10, 43, 0, 2);
-        let (addr_a, addr_b) = (Ipv4Addr::new(10, 5, 0, 2), Ipv4Addr::new(10, 5, 0, 3));
+        let (addr_a, addr_b) = (CLIENT_IP, Ipv4Addr::new(10, 5, 0, 3));
         let ((private_a, public_a), (private_b, public_b)) = (keypair(), keypair());
         handle
             .add_peer(peer(
@@ -389,27 +189,8 @@ fn clients_reach_only_their_own_services() {
             .await;
         assert!(matches!(taken, Err(TunnelError::Invalid(_))), "{taken:?}");
 
-        let a = Tunnel::start(client_config(
-            private_a,
-            server_public,
-            endpoint,
-            addr_a,
-            "bold-tesla",
-        ))
-        .await
-        .unwrap();
-        let b = Tunnel::start(client_config(
-            private_b,
-            server_public,
-            endpoint,
-            addr_b,
-            "calm-curie",
-        ))
-        .await
-        .unwrap();
-        let (a, b) = (a.handle(), b.handle());
-        a.wait_handshake(Duration::from_secs(5)).await.unwrap();
-        b.wait_handshake(Duration::from_secs(5)).await.unwrap();
+        let a = server.client(private_a, addr_a, "bold-tesla").await;
+        let b = server.client(private_b, addr_b, "calm-curie").await;
         assert_eq!(a.resolve("vmi-vnc").await.unwrap(), ip_a);
         assert_eq!(b.resolve("vmi-vnc").await.unwrap(), ip_b);
         // B does not see A's deployment name…
@@ -472,17 +253,7 @@ fn clients_reach_only_their_own_services() {
             .add_peer(peer(public_c, addr_c, "keen-hopper", vec![]))
             .await
             .unwrap();
-        let c = Tunnel::start(client_config(
-            private_c,
-            server_public,
-            endpoint,
-            addr_a,
-            "bold-tesla",
-        ))
-        .await
-        .unwrap();
-        let c = c.handle();
-        c.wait_handshake(Duration::from_secs(5)).await.unwrap();
+        let c = server.client(private_c, addr_a, "bold-tesla").await;
         let spoofed = tokio::time::timeout(
             Duration::from_secs(3),
             c.connect(SocketAddrV4::new(shared_ip, 5900)),
@@ -505,27 +276,11 @@ fn clients_reach_only_their_own_services() {
 #[test]
 fn a_removed_client_is_cut_off() {
     runtime().block_on(async {
-        let (server, server_public) = start_server(loopback()).await;
-        let handle = server.handle();
+        let server = TestServer::start(loopback()).await;
+        let handle = &server.handle;
         let vnc = target().await;
-        let (private, public) = keypair();
-        let address = Ipv4Addr::new(10, 5, 0, 2);
-        let ip = Ipv4Addr::new(10, 43, 0, 1);
-        handle
-            .add_peer(peer(public, address, "bold-tesla", vec![service(ip, &vnc)]))
-            .await
-            .unwrap();
-        let client = Tunnel::start(client_config(
-            private,
-            server_public,
-            server.local_addr(),
-            address,
-            "bold-tesla",
-        ))
-        .await
-        .unwrap();
-        let tunnel = client.handle();
-        tunnel.wait_handshake(Duration::from_secs(5)).await.unwrap();
+        let (tunnel, public) = server.admitted_client(&vnc).await;
+        let (address, ip) = (CLIENT_IP, SERVICE_IP);
         let mut streams = Vec::new();
         for _ in 0..2 {
             let mut stream = tunnel.connect(SocketAddrV4::new(ip, 5900)).await.unwrap();
@@ -563,7 +318,7 @@ fn a_removed_client_is_cut_off() {
             .unwrap();
         handle.remove_address(public, second).await;
         assert_eq!(handle.peers()[0].addresses, [address]);
-        client.shutdown().await;
+        tunnel.shutdown().await;
         server.shutdown().await;
     });
 }
@@ -571,12 +326,10 @@ fn a_removed_client_is_cut_off() {
 #[test]
 fn unknown_keys_and_garbage_are_ignored() {
     runtime().block_on(async {
-        let (server, server_public) = start_server(loopback()).await;
-        let handle = server.handle();
-        let endpoint = server.local_addr();
+        let server = TestServer::start(loopback()).await;
+        let handle = &server.handle;
+        let endpoint = server.server.local_addr();
         let vnc = target().await;
-        let ip = Ipv4Addr::new(10, 43, 0, 1);
-        let address = Ipv4Addr::new(10, 5, 0, 2);
 
         // Random datagrams, and random ones shaped like each WireGuard
         // message (type and length right, contents garbage).
@@ -600,15 +353,9 @@ fn unknown_keys_and_garbage_are_ignored() {
 
         // A well-formed handshake from a key the server does not know.
         let (stranger, _) = keypair();
-        let unknown = Tunnel::start(client_config(
-            stranger,
-            server_public,
-            endpoint,
-            address,
-            "x",
-        ))
-        .await
-        .unwrap();
+        let unknown = Tunnel::start(server.client_config(stranger, CLIENT_IP, "x"))
+            .await
+            .unwrap();
         let result = unknown
             .handle()
             .wait_handshake(Duration::from_secs(2))
@@ -621,23 +368,11 @@ fn unknown_keys_and_garbage_are_ignored() {
         assert!(handle.peers().is_empty());
 
         // The server still serves its clients.
-        let (private, public) = keypair();
-        handle
-            .add_peer(peer(public, address, "bold-tesla", vec![service(ip, &vnc)]))
+        let (tunnel, public) = server.admitted_client(&vnc).await;
+        let mut stream = tunnel
+            .connect(SocketAddrV4::new(SERVICE_IP, 5900))
             .await
             .unwrap();
-        let client = Tunnel::start(client_config(
-            private,
-            server_public,
-            endpoint,
-            address,
-            "bold-tesla",
-        ))
-        .await
-        .unwrap();
-        let tunnel = client.handle();
-        tunnel.wait_handshake(Duration::from_secs(5)).await.unwrap();
-        let mut stream = tunnel.connect(SocketAddrV4::new(ip, 5900)).await.unwrap();
         banner_and_echo(&mut stream, b"fine\n").await;
         // Bad settings are refused.
         let mut bad = peer(public, Ipv4Addr::new(10, 5, 0, 7), "bold-tesla", vec![]);
@@ -646,438 +381,27 @@ fn unknown_keys_and_garbage_are_ignored() {
             handle.add_peer(bad).await,
             Err(TunnelError::Invalid(_))
         ));
-        client.shutdown().await;
+        tunnel.shutdown().await;
         server.shutdown().await;
     });
-}
-
-/// Reads `mib` MiB of the bulk pattern through `stream`; returns MiB/s.
-async fn bulk(stream: &mut TunnelStream, mib: usize) -> f64 {
-    assert_eq!(recv_exactly(stream, BANNER.len()).await, BANNER);
-    stream
-        .send(format!("BULK {mib}\n").into_bytes())
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let mut received = 0usize;
-    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(10), stream.recv()).await {
-        for (i, byte) in chunk.iter().enumerate() {
-            assert_eq!(
-                *byte,
-                ((received + i) % 256) as u8,
-                "corrupted at {}",
-                received + i
-            );
-        }
-        received += chunk.len();
-    }
-    assert_eq!(received, mib << 20);
-    mib as f64 / started.elapsed().as_secs_f64()
 }
 
 #[test]
 fn bulk_transfer_through_the_server() {
     runtime().block_on(async {
-        let (server, server_public) = start_server(loopback()).await;
-        let handle = server.handle();
+        let server = TestServer::start(loopback()).await;
         let vnc = target().await;
-        let (private, public) = keypair();
-        let address = Ipv4Addr::new(10, 5, 0, 2);
-        let ip = Ipv4Addr::new(10, 43, 0, 1);
-        handle
-            .add_peer(peer(public, address, "bold-tesla", vec![service(ip, &vnc)]))
+        let (tunnel, _) = server.admitted_client(&vnc).await;
+        let mut stream = tunnel
+            .connect(SocketAddrV4::new(SERVICE_IP, 5900))
             .await
             .unwrap();
-        let client = Tunnel::start(client_config(
-            private,
-            server_public,
-            server.local_addr(),
-            address,
-            "bold-tesla",
-        ))
-        .await
-        .unwrap();
-        let tunnel = client.handle();
-        tunnel.wait_handshake(Duration::from_secs(5)).await.unwrap();
-        let mut stream = tunnel.connect(SocketAddrV4::new(ip, 5900)).await.unwrap();
         let mib = 32;
         let speed = bulk(&mut stream, mib).await;
         println!("server → our client over loopback: {mib} MiB at {speed:.1} MiB/s");
-        client.shutdown().await;
+        tunnel.shutdown().await;
         server.shutdown().await;
     });
-}
-
-// ---------------------------------------------------------------------
-// wireguard-go as the client, in a network namespace.
-
-/// A network namespace with a veth pair to the host and wireguard-go as a
-/// WireGuard client; everything is removed on drop.
-struct Namespace {
-    name: String,
-    host_veth: String,
-    wg_interface: String,
-    host_ip: Ipv4Addr,
-    wireguard_go: Option<Child>,
-    dir: PathBuf,
-}
-
-static NEXT_NAMESPACE: AtomicU32 = AtomicU32::new(0);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
-        .unwrap_or(false)
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e})"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-impl Namespace {
-    /// The namespace, its veth pair (a free /30 of 10.201.0.0/16) and an
-    /// idle wireguard-go interface.
-    fn create() -> Namespace {
-        assert!(
-            is_root(),
-            "the wireguard-go test needs root (network namespaces)"
-        );
-        for tool in ["ip", "wg", "wireguard-go", "dig", "python3"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {tool}")])
-                    .stdout(Stdio::null())
-                    .status()
-                    .unwrap()
-                    .success(),
-                "`{tool}` is missing (scripts/setup.sh installs it)"
-            );
-        }
-        let n = NEXT_NAMESPACE.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let tag = format!("{:x}{n}", pid % 0x10_0000);
-        let name = format!("olvsrv-{pid}-{n}");
-        let dir = std::env::temp_dir().join(format!("olive-tunnel-server-{pid}-{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut namespace = Namespace {
-            name: name.clone(),
-            host_veth: format!("olsh{tag}"),
-            wg_interface: format!("olsw{tag}"),
-            host_ip: Ipv4Addr::UNSPECIFIED,
-            wireguard_go: None,
-            dir,
-        };
-        run("ip", &["netns", "add", &name]);
-        // A /30 no host address is in, chosen under a lock shared by every
-        // test process.
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(std::env::temp_dir().join("olive2022-tunnel-server-veth.lock"))
-            .unwrap();
-        lock.lock().unwrap();
-        let used = run("ip", &["-o", "-4", "addr", "show"]);
-        let slot = (0..16384u32)
-            .map(|i| (pid.wrapping_mul(31).wrapping_add(n) + i) % 16384)
-            .find(|slot| {
-                let base = u32::from(Ipv4Addr::new(10, 201, 0, 0)) + slot * 4;
-                !used.contains(&format!(" {}/", Ipv4Addr::from(base + 1)))
-            })
-            .unwrap();
-        let base = u32::from(Ipv4Addr::new(10, 201, 0, 0)) + slot * 4;
-        let (host_ip, inside_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
-        let inside = format!("olsc{tag}");
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &namespace.host_veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &inside,
-                "netns",
-                &name,
-            ],
-        );
-        run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{host_ip}/30"),
-                "dev",
-                &namespace.host_veth,
-            ],
-        );
-        drop(lock);
-        namespace.host_ip = host_ip;
-        run("ip", &["link", "set", &namespace.host_veth, "up"]);
-        run(
-            "ip",
-            &[
-                "-n",
-                &name,
-                "addr",
-                "add",
-                &format!("{inside_ip}/30"),
-                "dev",
-                &inside,
-            ],
-        );
-        run("ip", &["-n", &name, "link", "set", &inside, "up"]);
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        // wireguard-go; its control socket path is global, hence the
-        // unique interface name.
-        let socket = PathBuf::from(format!(
-            "/var/run/wireguard/{}.sock",
-            namespace.wg_interface
-        ));
-        let _ = std::fs::remove_file(&socket);
-        let log = std::fs::File::create(namespace.dir.join("wireguard-go.log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &name,
-                "wireguard-go",
-                "-f",
-                &namespace.wg_interface,
-            ])
-            .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        namespace.wireguard_go = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "wireguard-go did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        namespace
-    }
-
-    /// Configures wireguard-go as a client of `server` with `address`.
-    fn connect(
-        &self,
-        private_key: [u8; 32],
-        server_public: [u8; 32],
-        server: SocketAddr,
-        address: Ipv4Addr,
-    ) {
-        let key_file = self.dir.join("client.key");
-        std::fs::write(&key_file, base64(&private_key)).unwrap();
-        let endpoint = server.to_string();
-        let peer_key = base64(&server_public);
-        self.exec(&[
-            "wg",
-            "set",
-            &self.wg_interface,
-            "private-key",
-            key_file.to_str().unwrap(),
-            "peer",
-            &peer_key,
-            "endpoint",
-            &endpoint,
-            "allowed-ips",
-            "10.5.0.1/32,10.43.0.0/16",
-            "persistent-keepalive",
-            "25",
-        ]);
-        let wg = &self.wg_interface;
-        run(
-            "ip",
-            &[
-                "-n",
-                &self.name,
-                "addr",
-                "add",
-                &format!("{address}/32"),
-                "dev",
-                wg,
-            ],
-        );
-        run("ip", &["-n", &self.name, "link", "set", wg, "up"]);
-        run(
-            "ip",
-            &["-n", &self.name, "route", "add", "10.5.0.1/32", "dev", wg],
-        );
-        run(
-            "ip",
-            &["-n", &self.name, "route", "add", "10.43.0.0/16", "dev", wg],
-        );
-    }
-
-    /// Runs a command inside the namespace; its stdout, or its failure.
-    fn try_exec(&self, args: &[&str]) -> Result<String, String> {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "{stdout}{}",
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    }
-
-    fn exec(&self, args: &[&str]) -> String {
-        self.try_exec(args)
-            .unwrap_or_else(|e| panic!("{args:?} in the namespace failed: {e}"))
-    }
-
-    /// `dig @10.5.0.1 NAME TYPE` inside the namespace: (status, answers).
-    fn dig(&self, name: &str, qtype: &str) -> (String, Vec<String>) {
-        let output = self.exec(&["dig", "@10.5.0.1", "+time=2", "+tries=3", name, qtype]);
-        let status = output
-            .split("status: ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| panic!("no status in dig's output:\n{output}"))
-            .to_owned();
-        let answers = output
-            .split(";; ANSWER SECTION:\n")
-            .nth(1)
-            .map(|section| {
-                section
-                    .lines()
-                    .take_while(|line| !line.is_empty())
-                    .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (status, answers)
-    }
-
-    /// Python inside the namespace: connects to `ip:5900` `connections`
-    /// times at once, reads the banner and checks the echo on each; prints
-    /// `ok`, or fails with the reason.
-    fn banner_and_echo(&self, ip: Ipv4Addr, connections: usize) -> Result<String, String> {
-        const SCRIPT: &str = r#"
-import socket, sys
-ip, n = sys.argv[1], int(sys.argv[2])
-conns = [socket.create_connection((ip, 5900), timeout=3) for _ in range(n)]
-for i, c in enumerate(conns):
-    banner = b""
-    while len(banner) < 12:
-        data = c.recv(12 - len(banner))
-        if not data: sys.exit("closed before the banner")
-        banner += data
-    if banner != b"RFB 003.008\n": sys.exit("banner %r" % banner)
-for i, c in enumerate(conns):
-    message = (b"echo %d " % i) * 2000
-    c.sendall(message)
-    echo = b""
-    while len(echo) < len(message):
-        data = c.recv(65536)
-        if not data: sys.exit("closed before the echo")
-        echo += data
-    if echo != message: sys.exit("bad echo")
-print("ok")
-"#;
-        self.try_exec(&[
-            "python3",
-            "-c",
-            SCRIPT,
-            &ip.to_string(),
-            &connections.to_string(),
-        ])
-    }
-
-    /// Python inside the namespace: `BULK <mib>` from `ip:5900`, checked;
-    /// returns MiB/s.
-    fn bulk(&self, ip: Ipv4Addr, mib: usize) -> f64 {
-        const SCRIPT: &str = r#"
-import socket, sys, time
-ip, mib = sys.argv[1], int(sys.argv[2])
-c = socket.create_connection((ip, 5900), timeout=10)
-banner = b""
-while len(banner) < 12:
-    banner += c.recv(12 - len(banner))
-c.sendall(b"BULK %d\n" % mib)
-start = time.monotonic()
-pattern = bytes(range(256)) * 256
-received = 0
-while True:
-    data = c.recv(1 << 20)
-    if not data: break
-    offset = received % 65536
-    expected = (pattern * 17)[offset:offset + len(data)]
-    if data != expected: sys.exit("corrupted at %d" % received)
-    received += len(data)
-if received != mib << 20: sys.exit("received %d bytes" % received)
-print(mib / (time.monotonic() - start))
-"#;
-        let out = self.exec(&["python3", "-c", SCRIPT, &ip.to_string(), &mib.to_string()]);
-        out.trim().parse().unwrap()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.wireguard_go.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Ok(output) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "delete", &self.host_veth])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.wg_interface));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[test]
@@ -1086,12 +410,11 @@ fn wireguard_go_reaches_its_service_through_the_server() {
     let runtime = runtime();
     let _entered = runtime.enter();
     let listen = SocketAddr::from((namespace.host_ip, 0));
-    let (server, server_public) = runtime.block_on(start_server(listen));
-    let handle = server.handle();
+    let server = runtime.block_on(TestServer::start(listen));
+    let handle = &server.handle;
     let (vnc, other_vnc) = runtime.block_on(async { (target().await, target().await) });
     let (private, public) = keypair();
-    let address = Ipv4Addr::new(10, 5, 0, 2);
-    let ip = Ipv4Addr::new(10, 43, 0, 1);
+    let (address, ip) = (CLIENT_IP, SERVICE_IP);
     let other_ip = Ipv4Addr::new(10, 43, 0, 2);
     runtime.block_on(async {
         handle
@@ -1109,7 +432,7 @@ fn wireguard_go_reaches_its_service_through_the_server() {
             .await
             .unwrap();
     });
-    namespace.connect(private, server_public, server.local_addr(), address);
+    namespace.connect(private, server.public, server.server.local_addr(), address);
 
     // DNS: A, AAAA (empty), other names (NXDOMAIN).
     let (status, answers) = namespace.dig("vmi-vnc.bold-tesla.svc.cluster.local", "A");
@@ -1161,9 +484,4 @@ fn wireguard_go_reaches_its_service_through_the_server() {
     ]);
     assert!(cut.is_err() || !cut.unwrap().contains("status: NOERROR"));
     runtime.block_on(server.shutdown());
-}
-
-/// The namespace's end of the /30 whose host end is `host`.
-fn inside_of(host: Ipv4Addr) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(host) + 1)
 }

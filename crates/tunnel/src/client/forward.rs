@@ -6,7 +6,8 @@ use std::net::SocketAddrV4;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{TunnelError, TunnelHandle};
+use super::handle::TunnelHandle;
+use crate::error::TunnelError;
 
 /// Accepts connections on `listener` forever, relaying each to `target`
 /// through the tunnel; several at once, and again after a viewer
