@@ -48,8 +48,9 @@ use self::challenge::AuthState;
 pub use self::error::RegistryError;
 use self::error::describe;
 
-/// The largest manifest [`Registry::pull_manifest`] accepts.
-pub const MANIFEST_MAX: u64 = 4 << 20;
+/// The largest manifest [`Registry::pull_manifest`] accepts (its home is
+/// [`crate::manifest`]).
+pub use crate::manifest::MANIFEST_MAX;
 
 /// How a [`Registry`] talks to its server.
 #[derive(Debug, Clone)]
