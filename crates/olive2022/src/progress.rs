@@ -105,6 +105,8 @@ impl TransferBar {
     }
 }
 
+/// One trait for downloads and registry transfers (`transfer::Progress`,
+/// re-exported by both crates).
 impl vmnetx::fetch::Progress for TransferBar {
     fn start(&mut self, total: Option<u64>) {
         TransferBar::start(self, total);
@@ -114,25 +116,7 @@ impl vmnetx::fetch::Progress for TransferBar {
         self.bar.inc(bytes);
     }
 
-    fn retry(&mut self, attempt: u32, error: &vmnetx::fetch::FetchError) {
-        TransferBar::retry(self, attempt, error);
-    }
-
-    fn cancelled(&self) -> bool {
-        crate::interrupt::requested()
-    }
-}
-
-impl containerdisk::registry::PushProgress for TransferBar {
-    fn start(&mut self, total: u64) {
-        TransferBar::start(self, Some(total));
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.bar.inc(bytes);
-    }
-
-    fn retry(&mut self, attempt: u32, error: &containerdisk::registry::RegistryError) {
+    fn retry(&mut self, attempt: u32, error: &dyn std::error::Error) {
         TransferBar::retry(self, attempt, error);
     }
 

@@ -94,7 +94,7 @@ impl ImageSource for LayoutSource {
                 "blob {digest} has {len} bytes, the manifest says {size}"
             )));
         }
-        progress.start(size);
+        progress.start(Some(size));
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; BUFFER];
         let mut done = 0u64;
