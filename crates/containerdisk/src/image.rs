@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{BlobSource, Digest, MemoryBlob, layer};
+use crate::manifest::{Descriptor, ImageManifest, OCI_LAYER_TAR};
+use crate::{BlobSource, Digest, MemoryBlob};
 
-/// OCI image manifest.
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image config.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI image config (its home is [`crate::manifest`]).
+pub use crate::manifest::OCI_CONFIG as CONFIG_MEDIA_TYPE;
+/// OCI image manifest (its home is [`crate::manifest`]).
+pub use crate::manifest::OCI_MANIFEST as MANIFEST_MEDIA_TYPE;
 
 /// The config and manifest of an image of one layer.
 #[derive(Debug, Clone)]
@@ -53,24 +54,6 @@ struct History<'a> {
     created_by: &'a str,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    config: Descriptor<'a>,
-    layers: [Descriptor<'a>; 1],
-}
-
-/// An OCI content descriptor.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor<'a> {
-    media_type: &'a str,
-    digest: &'a Digest,
-    size: u64,
-}
-
 impl Image {
     /// The image of `layer` (uncompressed, so its digest is also its diff
     /// ID) for linux/amd64, with `labels`.
@@ -91,19 +74,20 @@ impl Image {
             }],
         };
         let config = MemoryBlob::new(to_json(&config));
-        let manifest = Manifest {
+        let manifest = ImageManifest {
             schema_version: 2,
-            media_type: MANIFEST_MEDIA_TYPE,
-            config: Descriptor {
-                media_type: CONFIG_MEDIA_TYPE,
-                digest: config.digest(),
-                size: config.size(),
-            },
-            layers: [Descriptor {
-                media_type: layer::MEDIA_TYPE,
-                digest: layer.digest(),
-                size: layer.size(),
-            }],
+            media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
+            config: Some(Descriptor::new(
+                CONFIG_MEDIA_TYPE,
+                config.digest().clone(),
+                config.size(),
+            )),
+            layers: vec![Descriptor::new(
+                OCI_LAYER_TAR,
+                layer.digest().clone(),
+                layer.size(),
+            )],
+            extra: serde_json::Map::new(),
         };
         let manifest = MemoryBlob::new(to_json(&manifest));
         Image { config, manifest }
@@ -141,8 +125,19 @@ mod tests {
         assert_eq!(manifest["mediaType"], MANIFEST_MEDIA_TYPE);
         assert_eq!(manifest["config"]["digest"], image.config.digest().as_str());
         assert_eq!(manifest["config"]["size"], image.config.size());
-        assert_eq!(manifest["layers"][0]["mediaType"], layer::MEDIA_TYPE);
+        assert_eq!(manifest["layers"][0]["mediaType"], crate::layer::MEDIA_TYPE);
         assert_eq!(manifest["layers"][0]["size"], 7);
+        // The typed manifest keeps the byte layout digests were made of.
+        let expected = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST_MEDIA_TYPE}\",\
+             \"config\":{{\"mediaType\":\"{CONFIG_MEDIA_TYPE}\",\"digest\":\"{}\",\"size\":{}}},\
+             \"layers\":[{{\"mediaType\":\"{}\",\"digest\":\"{}\",\"size\":7}}]}}",
+            image.config.digest(),
+            image.config.size(),
+            crate::layer::MEDIA_TYPE,
+            layer.digest(),
+        );
+        assert_eq!(image.manifest.bytes(), expected.as_bytes());
         // Same inputs, same bytes.
         assert_eq!(
             Image::new(&layer, &labels).manifest.bytes(),

@@ -22,8 +22,9 @@ use tar::{EntryType, Header};
 use crate::digest::{Digest, Hasher};
 use crate::{BlobSource, copy_blob};
 
-/// Media type of the layer: an uncompressed tar (see the module docs).
-pub const MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Media type of the layer: an uncompressed tar (see the module docs; its
+/// home is [`crate::manifest`]).
+pub use crate::manifest::OCI_LAYER_TAR as MEDIA_TYPE;
 /// The `qemu` user and group of KubeVirt's virt-launcher.
 pub const QEMU_ID: u64 = 107;
 /// The directory KubeVirt looks for the disk in.

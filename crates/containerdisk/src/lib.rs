@@ -8,11 +8,14 @@
 //!
 //! - [`digest`]: content digests (`sha256:…`);
 //! - [`layer`]: the tar layer of one disk file, readable at any offset;
-//! - [`image`]: the image config and manifest;
+//! - [`manifest`]: the OCI and Docker manifest formats and media types;
+//! - [`image`]: the image config and manifest of a containerDisk;
 //! - [`reference`](mod@reference): image references (`registry/repository:tag`);
 //! - [`auth`]: registry credentials from the files container tools keep;
 //! - [`registry`]: the OCI distribution API (push and pull);
-//! - [`layout`]: an OCI image layout directory instead of a registry;
+//! - [`layout`]: an OCI image layout directory instead of a registry,
+//!   written and read;
+//! - [`source`]: a registry or a layout as one [`source::ImageSource`];
 //! - [`pull`]: a containerDisk's disk fetched into a local cache (from a
 //!   registry or a layout), checked and extracted in one streamed pass.
 //!
@@ -24,9 +27,12 @@ pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod manifest;
 pub mod pull;
+mod pull_error;
 pub mod reference;
 pub mod registry;
+pub mod source;
 
 pub use digest::Digest;
 

@@ -302,7 +302,7 @@ struct RestartOnce<'a> {
 }
 
 impl containerdisk::registry::PushProgress for RestartOnce<'_> {
-    fn start(&mut self, _total: u64) {}
+    fn start(&mut self, _total: Option<u64>) {}
 
     fn advance(&mut self, bytes: u64) {
         self.stored += bytes;
@@ -320,7 +320,7 @@ impl containerdisk::registry::PushProgress for RestartOnce<'_> {
         }
     }
 
-    fn retry(&mut self, _attempt: u32, error: &RegistryError) {
+    fn retry(&mut self, _attempt: u32, error: &dyn std::error::Error) {
         self.retries.push(error.to_string());
     }
 }

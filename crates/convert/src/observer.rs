@@ -80,6 +80,8 @@ pub(crate) struct Transfer<'a> {
     pub(crate) cancel: &'a Arc<AtomicBool>,
 }
 
+/// One progress trait serves downloads and registry transfers alike
+/// (`transfer::Progress`, re-exported by `vmnetx` and `containerdisk`).
 impl vmnetx::fetch::Progress for Transfer<'_> {
     fn start(&mut self, total: Option<u64>) {
         self.progress.start(total);
@@ -89,26 +91,8 @@ impl vmnetx::fetch::Progress for Transfer<'_> {
         self.progress.advance(bytes);
     }
 
-    fn retry(&mut self, attempt: u32, error: &vmnetx::fetch::FetchError) {
-        self.progress.retry(attempt, error);
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-}
-
-impl containerdisk::registry::PushProgress for Transfer<'_> {
-    fn start(&mut self, total: u64) {
-        self.progress.start(Some(total));
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.progress.advance(bytes);
-    }
-
-    fn retry(&mut self, attempt: u32, error: &containerdisk::registry::RegistryError) {
-        self.progress.retry(attempt, error);
+    fn retry(&mut self, attempt: u32, error: &dyn std::error::Error) {
+        self.progress.retry(attempt, &error);
     }
 
     fn cancelled(&self) -> bool {

@@ -34,21 +34,23 @@ use std::error::Error as StdError;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url, redirect};
+use transfer::{Backoff, Retries};
 
 /// Size of the pieces the body is streamed in.
 const CHUNK_SIZE: usize = 256 * 1024;
 /// Maximum number of redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
-/// Delay before the first retry; it doubles for each failure in a row.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// Upper bound of the delay between two retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Pauses between retries: 500 ms, doubling for each failure in a row, up
+/// to 8 s.
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(8),
+};
 
 /// Options for a download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,33 +80,9 @@ impl Default for FetchOptions {
     }
 }
 
-/// Progress of a download, reported to the caller (which draws the bar).
-pub trait Progress {
-    /// The download starts at byte 0, with this total size if known.
-    ///
-    /// Called once when the first response arrives, and again if the server
-    /// ignored a resume request and the download starts over from byte 0.
-    fn start(&mut self, total: Option<u64>);
-    /// This many more bytes were written to the file.
-    fn advance(&mut self, bytes: u64);
-    /// The download failed with `error` and is retried; `attempt` counts the
-    /// retries since the download last made progress (1 ..= `max_retries`).
-    fn retry(&mut self, _attempt: u32, _error: &FetchError) {}
-    /// Whether the caller wants the download to stop (Ctrl-C): checked
-    /// after every piece and before every retry.
-    fn cancelled(&self) -> bool {
-        false
-    }
-}
-
-/// A [`Progress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&mut self, _total: Option<u64>) {}
-    fn advance(&mut self, _bytes: u64) {}
-}
+/// Progress of a download, reported to the caller (which draws the bar);
+/// one trait for every transfer (its home is the `transfer` crate).
+pub use transfer::{NoProgress, Progress};
 
 /// Why a download failed. URLs in messages never show a query string.
 #[derive(Debug, thiserror::Error)]
@@ -420,14 +398,6 @@ fn io_error(path: &Path, error: io::Error) -> FetchError {
     }
 }
 
-/// Delay before the `failures`-th retry in a row.
-fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF)
-}
-
 /// Parses `Content-Range: bytes <start>-<end>/<total>`.
 fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes ")?;
@@ -499,32 +469,33 @@ impl<'a> Download<'a> {
     /// Makes attempts until the download is complete or hopeless.
     fn run(&mut self, max_retries: u32, progress: &mut dyn Progress) -> Result<(), FetchError> {
         let mut best: u64 = 0;
-        let mut failures: u32 = 0;
+        let mut retries = Retries::new(max_retries, BACKOFF);
         while !self.complete {
             let Err(error) = self.attempt(progress) else {
                 continue;
             };
-            failures = if self.received > best {
-                1
-            } else {
-                failures.saturating_add(1)
-            };
+            if self.received > best {
+                retries.progressed();
+            }
             best = best.max(self.received);
             if !self.can_retry(&error) {
                 return Err(error);
             }
-            if failures > max_retries {
-                return Err(FetchError::RetriesExhausted {
-                    url: self.shown.clone(),
-                    failures,
-                    last: Box::new(error),
-                });
-            }
+            let attempt = match retries.failed() {
+                Ok(attempt) => attempt,
+                Err(failures) => {
+                    return Err(FetchError::RetriesExhausted {
+                        url: self.shown.clone(),
+                        failures,
+                        last: Box::new(error),
+                    });
+                }
+            };
             if progress.cancelled() {
                 return Err(FetchError::Cancelled);
             }
-            progress.retry(failures, &error);
-            thread::sleep(backoff(failures));
+            progress.retry(attempt, &error);
+            retries.pause();
         }
         Ok(())
     }

@@ -274,7 +274,7 @@ impl Progress for Recorder {
     fn advance(&mut self, bytes: u64) {
         self.position += bytes;
     }
-    fn retry(&mut self, attempt: u32, error: &FetchError) {
+    fn retry(&mut self, attempt: u32, error: &dyn std::error::Error) {
         self.retries.push((attempt, error.to_string()));
     }
 }

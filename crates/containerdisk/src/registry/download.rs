@@ -91,7 +91,7 @@ impl Registry {
                 if !pull.started {
                     pull.started = true;
                     pull.total = response.content_length();
-                    progress.start(pull.total.unwrap_or(0));
+                    progress.start(Some(pull.total.unwrap_or(0)));
                 }
             }
             StatusCode::PARTIAL_CONTENT if pull.done > 0 => {

@@ -14,15 +14,8 @@ use super::http::header_str;
 use super::retry::Retries;
 use super::{MANIFEST_MAX, NoProgress, Registry, RegistryError, check_repository, scope};
 use crate::digest::Digest;
+use crate::manifest::{PULLABLE_MANIFESTS, declared_media_type};
 use crate::reference::is_valid_tag;
-
-/// What `pull_manifest` accepts by default.
-const DEFAULT_ACCEPT: &[&str] = &[
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 
 impl Registry {
     /// Uploads a manifest under `tag` (or a digest); returns its digest.
@@ -81,7 +74,7 @@ impl Registry {
             return Err(RegistryError::InvalidTag(reference.to_owned()));
         }
         let accept = if accept.is_empty() {
-            DEFAULT_ACCEPT.join(", ")
+            PULLABLE_MANIFESTS.join(", ")
         } else {
             accept.join(", ")
         };
@@ -148,9 +141,7 @@ impl Registry {
             });
         let media_type = match header_type {
             Some(media_type) => media_type.to_owned(),
-            None => serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|json| json.get("mediaType")?.as_str().map(str::to_owned))
+            None => declared_media_type(&bytes)
                 .ok_or_else(|| self.protocol("sent a manifest without a media type".into()))?,
         };
         Ok((media_type, bytes, digest))

@@ -48,8 +48,9 @@ use self::challenge::AuthState;
 pub use self::error::RegistryError;
 use self::error::describe;
 
-/// The largest manifest [`Registry::pull_manifest`] accepts.
-pub const MANIFEST_MAX: u64 = 4 << 20;
+/// The largest manifest [`Registry::pull_manifest`] accepts (its home is
+/// [`crate::manifest`]).
+pub use crate::manifest::MANIFEST_MAX;
 
 /// How a [`Registry`] talks to its server.
 #[derive(Debug, Clone)]
@@ -89,33 +90,9 @@ impl Default for RegistryOptions {
     }
 }
 
-/// Hears how a transfer goes (progress bars).
-pub trait PushProgress {
-    /// The transfer of `total` bytes begins (0 when unknown).
-    fn start(&mut self, total: u64);
-    /// `bytes` more are done (for uploads: stored by the registry).
-    fn advance(&mut self, bytes: u64);
-    /// The registry already had the blob: nothing to send.
-    fn skipped(&mut self) {}
-    /// Attempt `attempt` failed with `error`; retrying after a pause.
-    fn retry(&mut self, attempt: u32, error: &RegistryError) {
-        let _ = (attempt, error);
-    }
-    /// Whether the caller wants the transfer to stop (Ctrl-C): checked
-    /// before every request of an upload.
-    fn cancelled(&self) -> bool {
-        false
-    }
-}
-
-/// A [`PushProgress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl PushProgress for NoProgress {
-    fn start(&mut self, _total: u64) {}
-    fn advance(&mut self, _bytes: u64) {}
-}
+/// Hears how a transfer goes (progress bars); one trait for every transfer
+/// (its home is the `transfer` crate).
+pub use transfer::{NoProgress, Progress as PushProgress};
 
 /// A client for one registry.
 #[derive(Debug)]

@@ -8,23 +8,23 @@
 //! stores or receives new bytes resets the count, so a long one over a
 //! flaky link still completes.
 
-use std::time::Duration;
+use transfer::Backoff;
 
 use super::{PushProgress, RegistryError, RegistryOptions};
 
 /// Pauses between retries and counts failures without progress.
-pub(super) struct Retries<'a> {
-    options: &'a RegistryOptions,
-    failures: u32,
-    pause: Duration,
+pub(super) struct Retries {
+    policy: transfer::Retries,
 }
 
-impl<'a> Retries<'a> {
-    pub(super) fn new(options: &'a RegistryOptions) -> Self {
+impl Retries {
+    pub(super) fn new(options: &RegistryOptions) -> Self {
+        let backoff = Backoff {
+            first: options.backoff,
+            max: options.max_backoff,
+        };
         Retries {
-            options,
-            failures: 0,
-            pause: options.backoff,
+            policy: transfer::Retries::new(options.max_retries, backoff),
         }
     }
 
@@ -47,25 +47,21 @@ impl<'a> Retries<'a> {
         error: RegistryError,
         progress: &mut dyn PushProgress,
     ) -> Result<(), RegistryError> {
-        self.failures += 1;
-        if self.failures > self.options.max_retries {
-            return Err(if self.failures == 1 {
-                error
-            } else {
-                RegistryError::GaveUp {
-                    attempts: self.failures,
-                    last: Box::new(error),
-                }
-            });
+        match self.policy.failed() {
+            Ok(attempt) => {
+                progress.retry(attempt, &error);
+                self.policy.pause();
+                Ok(())
+            }
+            Err(1) => Err(error),
+            Err(failures) => Err(RegistryError::GaveUp {
+                attempts: failures,
+                last: Box::new(error),
+            }),
         }
-        progress.retry(self.failures, &error);
-        std::thread::sleep(self.pause);
-        self.pause = (self.pause * 2).min(self.options.max_backoff.max(self.options.backoff));
-        Ok(())
     }
 
     pub(super) fn progressed(&mut self) {
-        self.failures = 0;
-        self.pause = self.options.backoff;
+        self.policy.progressed();
     }
 }

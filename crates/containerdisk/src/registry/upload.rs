@@ -57,7 +57,7 @@ impl Registry {
                 Err(error) => retries.failed(error, progress)?,
             }
         }
-        progress.start(size);
+        progress.start(Some(size));
         let scope = scope(repository, true);
         // The highest offset the registry confirmed: progress, reported once.
         let mut stored = 0u64;

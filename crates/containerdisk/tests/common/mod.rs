@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use containerdisk::Digest;
-use containerdisk::registry::{PushProgress, RegistryError};
+use containerdisk::registry::PushProgress;
 
 /// Runs a tool; panics naming the Debian package when it is missing.
 pub fn tool(program: &str, package: &str, args: &[&str]) -> std::process::Output {
@@ -646,8 +646,8 @@ pub struct Recorder {
 }
 
 impl PushProgress for Recorder {
-    fn start(&mut self, total: u64) {
-        self.starts.push(total);
+    fn start(&mut self, total: Option<u64>) {
+        self.starts.push(total.unwrap_or(0));
     }
     fn advance(&mut self, bytes: u64) {
         self.advanced += bytes;
@@ -655,7 +655,7 @@ impl PushProgress for Recorder {
     fn skipped(&mut self) {
         self.skipped += 1;
     }
-    fn retry(&mut self, attempt: u32, error: &RegistryError) {
+    fn retry(&mut self, attempt: u32, error: &dyn std::error::Error) {
         self.retries.push((attempt, error.to_string()));
     }
 }
