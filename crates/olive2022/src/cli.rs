@@ -1,5 +1,8 @@
-//! The command line: the original tool's subcommands, flags and environment
-//! variables, plus `uuid` and `extract`.
+//! The command line: the original tool's subcommands (`install`,
+//! `uninstall`, `launch`, `stage2`, `convert`), flags and environment
+//! variables, plus our own `uuid`, `extract`, `cloudlet`, `demo` and the
+//! hidden `rfb-snapshot`. Only parsing lives here; each command's module
+//! turns its arguments into a library call.
 
 use std::path::PathBuf;
 
