@@ -25,6 +25,9 @@ pub struct ExtractSettings {
     pub threads: Option<u16>,
     /// Where a downloaded package goes (default: beside the output).
     pub tmp_dir: Option<PathBuf>,
+    /// The largest virtual size accepted (see
+    /// [`diskimage::DEFAULT_MAX_VIRTUAL_SIZE`]).
+    pub max_virtual_size: u64,
     /// Set to stop at the next safe point.
     pub cancel: Arc<AtomicBool>,
 }
@@ -79,13 +82,12 @@ pub fn extract(
     check_output(output)?;
     let out_dir = parent_dir(output);
     let tmp_dir = settings.tmp_dir.clone().unwrap_or_else(|| out_dir.clone());
-    let vm = vm::open(
-        source,
-        settings.name.as_deref(),
-        &tmp_dir,
-        &settings.cancel,
-        observer,
-    )?;
+    let limits = vm::DiskLimits {
+        tmp_dir,
+        max_virtual_size: settings.max_virtual_size,
+        cancel: settings.cancel.clone(),
+    };
+    let vm = vm::open(source, settings.name.as_deref(), &limits, observer)?;
     observer.status(&format!("Extracting \"{}\"", vm.name));
     let format = vm.disk.format();
     let options = vm::convert_options(settings.compression, settings.threads, &settings.cancel);

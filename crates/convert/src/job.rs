@@ -67,6 +67,9 @@ pub struct ConvertSettings {
     pub compression: Compression,
     /// Compressing threads (default: all cores).
     pub threads: Option<u16>,
+    /// The largest virtual size accepted (see
+    /// [`diskimage::DEFAULT_MAX_VIRTUAL_SIZE`]).
+    pub max_virtual_size: u64,
     /// The Helm chart the recipe names.
     pub chart: String,
     /// Its version.

@@ -60,13 +60,12 @@ pub fn convert(
         None => std::env::temp_dir(),
     };
     let cancel = &settings.cancel;
-    let vm = vm::open(
-        &job.source(),
-        settings.name.as_deref(),
-        &tmp_dir,
-        cancel,
-        observer,
-    )?;
+    let limits = vm::DiskLimits {
+        tmp_dir: tmp_dir.clone(),
+        max_virtual_size: settings.max_virtual_size,
+        cancel: cancel.clone(),
+    };
+    let vm = vm::open(&job.source(), settings.name.as_deref(), &limits, observer)?;
     observer.status(&format!("Converting \"{}\"", vm.name));
     let disk = DiskFile::create(&tmp_dir, &uuid, settings.tmp_dir.is_some())?;
     let options = vm::convert_options(settings.compression, settings.threads, cancel);

@@ -2,9 +2,9 @@
 //! where it comes from, its name and domain, and its disk ready to read.
 
 use std::fs::File;
-use std::path::Path;
+use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use diskimage::{
     Compression, ConvertOptions, ConvertStats, DiskReader, FileRange, InputFormat, Source,
@@ -42,16 +42,15 @@ pub struct OpenedVm {
 pub fn open(
     source: &str,
     name: Option<&str>,
-    tmp_dir: &Path,
-    cancel: &Arc<AtomicBool>,
+    limits: &DiskLimits,
     observer: &mut dyn Observer,
 ) -> Result<OpenedVm, ConvertError> {
-    let local = source::resolve(source, tmp_dir, cancel, observer)?;
+    let local = source::resolve(source, &limits.tmp_dir, &limits.cancel, observer)?;
     let package = Package::open(&local.path)
         .with_context(|| format!("cannot read the package {}", local.path.display()))?;
     let name = vm_name(&package.manifest().name, name, observer)?;
     let domain = package.domain().clone();
-    let (disk, input_size) = open_disk(&package, &domain, tmp_dir)?;
+    let (disk, input_size) = open_disk(&package, &domain, limits)?;
     Ok(OpenedVm {
         name,
         domain,
@@ -60,6 +59,17 @@ pub fn open(
         input_size,
         _local: local,
     })
+}
+
+/// Where a disk may be spooled, how large it may be, and how to stop.
+#[derive(Debug, Clone)]
+pub struct DiskLimits {
+    /// Where a downloaded package or a spooled disk goes.
+    pub tmp_dir: std::path::PathBuf,
+    /// The largest virtual size accepted.
+    pub max_virtual_size: u64,
+    /// Set to stop at the next safe point.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// Conversion settings: `threads` defaults to all cores; `cancel` stops it.
@@ -129,7 +139,7 @@ fn vm_name(
 fn open_disk(
     package: &Package,
     domain: &Domain,
-    tmp_dir: &Path,
+    limits: &DiskLimits,
 ) -> Result<(DiskReader, u64), ConvertError> {
     let declared = domain.disk_format.map(|format| match format {
         DiskFormat::Qcow2 => InputFormat::Qcow2,
@@ -145,15 +155,72 @@ fn open_disk(
             Source::Stream { reader, len }
         }
         DiskMember::Deflated { mut reader, len } => {
+            let tmp_dir = &limits.tmp_dir;
             let mut spool = tempfile::tempfile_in(tmp_dir).with_context(|| {
                 format!("cannot create a temporary file in {}", tmp_dir.display())
             })?;
-            std::io::copy(&mut reader, &mut spool).context("cannot inflate the disk")?;
+            spool_disk(&mut reader, &mut spool, len, limits)?;
             Source::RandomAccess(Box::new(
                 FileRange::new(spool, 0, len).context("cannot read the inflated disk")?,
             ))
         }
     };
-    let reader = DiskReader::open(source, declared).context("cannot read the package's disk")?;
+    let reader = DiskReader::open_with_limit(source, declared, limits.max_virtual_size)
+        .context("cannot read the package's disk")?;
     Ok((reader, size))
+}
+
+/// The most a qcow2 file of a `virtual_size` disk can need: every cluster
+/// stored plus its tables, with room to spare.
+fn qcow2_file_bound(virtual_size: u64) -> u64 {
+    virtual_size
+        .saturating_add(virtual_size / 64)
+        .saturating_add(64 << 20)
+}
+
+/// Inflates a qcow2 member of `len` declared bytes into `spool`: refused
+/// before any work when its header declares a disk beyond the limit or far
+/// smaller than `len` (a small package must not spool gigabytes), and
+/// cancellable between pieces.
+fn spool_disk(
+    reader: &mut dyn Read,
+    spool: &mut File,
+    len: u64,
+    limits: &DiskLimits,
+) -> Result<(), ConvertError> {
+    let mut head = vec![0u8; 512.min(len as usize)];
+    reader
+        .read_exact(&mut head)
+        .context("cannot inflate the disk")?;
+    // Before spooling: a qcow2's header says how large its disk is, else
+    // the member is the disk.
+    let virtual_size = diskimage::qcow2_virtual_size(&head);
+    diskimage::check_virtual_size(virtual_size.unwrap_or(len), limits.max_virtual_size)
+        .context("cannot read the package's disk")?;
+    if let Some(virtual_size) = virtual_size
+        && len > qcow2_file_bound(virtual_size)
+    {
+        return Err(ConvertError::Invalid(format!(
+            "the package's qcow2 member declares {len} bytes for a disk of only \
+             {virtual_size} bytes: refused"
+        )));
+    }
+    spool
+        .write_all(&head)
+        .context("cannot write the inflated disk")?;
+    let mut piece = vec![0u8; 1 << 20];
+    loop {
+        if limits.cancel.load(Ordering::Relaxed) {
+            return Err(diskimage::Error::Cancelled).context("the disk was not inflated");
+        }
+        let n = match reader.read(&mut piece) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error).context("cannot inflate the disk"),
+        };
+        spool
+            .write_all(&piece[..n])
+            .context("cannot write the inflated disk")?;
+    }
 }

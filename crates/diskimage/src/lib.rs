@@ -26,7 +26,10 @@ pub mod writer;
 
 pub use codec::Compression;
 pub use convert::{Cancelled, ConvertOptions, ConvertStats, DEFAULT_CLUSTER_BITS, convert};
-pub use reader::{DiskReader, InputFormat};
+pub use reader::{
+    DEFAULT_MAX_VIRTUAL_SIZE, DiskReader, InputFormat, MAX_VIRTUAL_SIZE, check_virtual_size,
+    qcow2_virtual_size,
+};
 pub use source::{FileRange, ReadAt, Source};
 
 /// Everything that can go wrong while reading or writing a disk image.

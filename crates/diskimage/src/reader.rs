@@ -43,6 +43,36 @@ const MAX_L1_ENTRIES: u64 = (32 << 20) / 8;
 /// anything that overflows offset arithmetic.
 pub const MAX_VIRTUAL_SIZE: u64 = 1 << 50;
 
+/// The virtual size accepted unless the caller raises it: 2 TiB, more than
+/// any archived disk, so that a few megabytes of package cannot keep a
+/// converter busy for hours writing zeros.
+pub const DEFAULT_MAX_VIRTUAL_SIZE: u64 = 2 << 40;
+
+/// Refuses a disk of `virtual_size` bytes beyond `limit`, with a message
+/// that says how to raise the limit.
+pub fn check_virtual_size(virtual_size: u64, limit: u64) -> Result<()> {
+    if virtual_size <= limit {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "the disk's virtual size, {:.1} GiB, is beyond the limit of {:.1} GiB \
+         (raise it with --max-virtual-size if the disk is genuine)",
+        gib(virtual_size),
+        gib(limit)
+    )))
+}
+
+/// The virtual size a qcow2 image declares in its first 32 bytes, or
+/// `None` when `head` is not the start of a qcow2 image: lets a caller
+/// bound work (spooling a compressed package member) before reading on.
+pub fn qcow2_virtual_size(head: &[u8]) -> Option<u64> {
+    if !head.starts_with(&format::MAGIC) {
+        return None;
+    }
+    let size = head.get(24..32)?;
+    Some(u64::from_be_bytes(size.try_into().ok()?))
+}
+
 /// A run of guest data, `len` bytes at `guest_offset`.
 pub(crate) struct Chunk {
     pub guest_offset: u64,
@@ -87,7 +117,7 @@ pub struct DiskReader {
 enum Inner {
     Raw(Box<dyn ReadAt>),
     RawStream(Box<dyn Read + Send>),
-    Qcow2(Qcow2Input),
+    Qcow2(Box<Qcow2Input>),
 }
 
 impl std::fmt::Debug for DiskReader {
@@ -103,7 +133,26 @@ impl DiskReader {
     /// Opens an input. `format` is what the package declares; `None` means
     /// detect it from the qcow2 magic. A declared raw disk is read as raw
     /// even if its first bytes look like qcow2: they are then guest data.
+    ///
+    /// Disks larger than [`DEFAULT_MAX_VIRTUAL_SIZE`] are refused; see
+    /// [`DiskReader::open_with_limit`].
     pub fn open(source: Source, format: Option<InputFormat>) -> Result<DiskReader> {
+        DiskReader::open_with_limit(source, format, DEFAULT_MAX_VIRTUAL_SIZE)
+    }
+
+    /// [`DiskReader::open`], refusing disks whose virtual size is beyond
+    /// `max_virtual_size` bytes (itself capped at [`MAX_VIRTUAL_SIZE`]).
+    pub fn open_with_limit(
+        source: Source,
+        format: Option<InputFormat>,
+        max_virtual_size: u64,
+    ) -> Result<DiskReader> {
+        let reader = DiskReader::open_unlimited(source, format)?;
+        check_virtual_size(reader.virtual_size, max_virtual_size)?;
+        Ok(reader)
+    }
+
+    fn open_unlimited(source: Source, format: Option<InputFormat>) -> Result<DiskReader> {
         match source {
             Source::RandomAccess(input) => {
                 let format = match format {
@@ -125,7 +174,7 @@ impl DiskReader {
                             virtual_size: qcow2.header.size,
                             chunk_size: MIN_CHUNK.max(qcow2.cluster_size),
                             next_offset: 0,
-                            inner: Inner::Qcow2(qcow2),
+                            inner: Inner::Qcow2(Box::new(qcow2)),
                         })
                     }
                 }
@@ -264,6 +313,12 @@ struct Qcow2Input {
     l1: Vec<u64>,
     /// The L2 table last loaded, by L1 index.
     l2_cache: Option<(usize, Vec<u64>)>,
+    /// One bit per host cluster of the file: already read as guest data.
+    /// A second reference is refused, as `qemu-img check` would: it is how
+    /// a small hostile image expands into a huge disk.
+    data_clusters: Vec<u64>,
+    /// The host offsets of compressed clusters already read, likewise.
+    compressed: std::collections::HashSet<u64>,
 }
 
 impl Qcow2Input {
@@ -294,6 +349,8 @@ impl Qcow2Input {
             cluster_size,
             l1,
             l2_cache: None,
+            data_clusters: vec![0; (file_len / cluster_size as u64 / 64 + 1) as usize],
+            compressed: std::collections::HashSet::new(),
         };
         qcow2.validate_l1()?;
         Ok(qcow2)
@@ -301,10 +358,17 @@ impl Qcow2Input {
 
     fn validate_l1(&self) -> Result<()> {
         let file_len = self.input.size();
+        let mut tables = std::collections::HashSet::new();
         for (index, &entry) in self.l1.iter().enumerate() {
             let offset = entry & format::OFFSET_MASK;
             if offset == 0 {
                 continue;
+            }
+            if !tables.insert(offset) {
+                return Err(Error::Invalid(format!(
+                    "L1 entry {index} points at an L2 table ({offset:#x}) that another entry \
+                     uses too"
+                )));
             }
             if !offset.is_multiple_of(self.cluster_size as u64) {
                 return Err(Error::Invalid(format!(
@@ -329,7 +393,9 @@ impl Qcow2Input {
             let guest = guest_offset + at as u64;
             let take = cluster_size.min(len - at);
             let entry = self.l2_entry(guest)?;
-            match self.classify(entry, guest)? {
+            let cluster = self.classify(entry, guest)?;
+            self.claim(&cluster, guest)?;
+            match cluster {
                 Cluster::Zero => {}
                 Cluster::Data(host) => {
                     let buf = buf.get_or_insert_with(|| vec![0; len]);
@@ -358,6 +424,34 @@ impl Qcow2Input {
             None => ChunkData::Zero,
             Some(buf) => ChunkData::Bytes { buf, compressed },
         })
+    }
+
+    /// Records that `cluster` is read for `guest`; a host cluster (or a
+    /// compressed cluster's data) that another guest cluster already used
+    /// is an error.
+    fn claim(&mut self, cluster: &Cluster, guest: u64) -> Result<()> {
+        let fresh = match *cluster {
+            Cluster::Zero => true,
+            Cluster::Data(host) => {
+                let index = host >> self.header.cluster_bits;
+                let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
+                match self.data_clusters.get_mut(word) {
+                    Some(bits) if *bits & bit == 0 => {
+                        *bits |= bit;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Cluster::Compressed { host, .. } => self.compressed.insert(host),
+        };
+        if fresh {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "the cluster of guest offset {guest} uses host data that another guest cluster \
+             uses too: the image is corrupt (see qemu-img check)"
+        )))
     }
 
     /// The L2 entry of the cluster holding `guest`, loading its table.
@@ -568,4 +662,9 @@ fn read_table(input: &dyn ReadAt, offset: u64, len: u64, what: &str) -> Result<V
         .read_at_zero_filled(&mut bytes, offset)
         .map_err(Error::io(format!("reading the {what} at {offset:#x}")))?;
     Ok(format::decode_table(&bytes))
+}
+
+/// Bytes in GiB, for messages.
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 30)
 }

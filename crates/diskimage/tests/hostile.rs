@@ -209,6 +209,76 @@ fn tables_pointing_outside_the_image_are_refused() {
     );
 }
 
+/// Guest clusters sharing host data: a few KiB of image would expand into
+/// a disk of any size. Refused as `qemu-img check` refuses it.
+#[test]
+fn host_data_used_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Compressed: the second L2 entry repeats the first.
+    let image = qemu_image(dir.path(), &[]);
+    let bytes = std::fs::read(&image).unwrap();
+    let l1_offset = be64(&bytes, 40) as usize;
+    let l2_offset = (be64(&bytes, l1_offset) & 0x00ff_ffff_ffff_fe00) as usize;
+    let first = bytes[l2_offset..l2_offset + 8].to_vec();
+    assert_refused(
+        &patched(&image, &[(l2_offset + 8, &first)]),
+        "another guest cluster uses too",
+    );
+    // Uncompressed data clusters likewise.
+    let image = dir.path().join("plain.qcow2");
+    let raw = dir.path().join("seed.raw");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            raw.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    );
+    let bytes = std::fs::read(&image).unwrap();
+    let l1_offset = be64(&bytes, 40) as usize;
+    let l2_offset = (be64(&bytes, l1_offset) & 0x00ff_ffff_ffff_fe00) as usize;
+    let first = bytes[l2_offset..l2_offset + 8].to_vec();
+    assert_eq!(be64(&first, 0) & (1 << 62), 0, "uncompressed data");
+    assert_refused(
+        &patched(&image, &[(l2_offset + 8, &first)]),
+        "another guest cluster uses too",
+    );
+    // Two L1 entries naming one L2 table: a 1 GiB disk with data in both
+    // of its 512 MiB halves has two.
+    let big = dir.path().join("big.raw");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(1 << 30).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(b"first half", 0).unwrap();
+    file.write_all_at(b"second half", 600 << 20).unwrap();
+    let image = dir.path().join("big.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            big.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    );
+    let bytes = std::fs::read(&image).unwrap();
+    let l1_offset = be64(&bytes, 40) as usize;
+    assert_ne!(
+        be64(&bytes, l1_offset + 8),
+        0,
+        "the second L1 entry is used"
+    );
+    let table = bytes[l1_offset..l1_offset + 8].to_vec();
+    assert_refused(
+        &patched(&image, &[(l1_offset + 8, &table)]),
+        "that another entry uses too",
+    );
+}
+
 #[test]
 fn truncated_images_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -314,6 +314,42 @@ pub struct DiskArgs {
     /// Compressing threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    /// Refuse disks whose virtual size is larger (bytes, or with a K, M, G,
+    /// T or P suffix in powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "2T", value_parser = parse_size)]
+    pub max_virtual_size: u64,
+}
+
+/// A size such as `2T`, `500G` or `1048576`, up to
+/// [`diskimage::MAX_VIRTUAL_SIZE`].
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                'P' => 50,
+                _ => return Err(format!("unknown unit {unit:?}: use K, M, G, T or P")),
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 2T or 500G"))?;
+    number
+        .checked_mul(1 << shift)
+        .filter(|&size| size <= diskimage::MAX_VIRTUAL_SIZE)
+        .ok_or_else(|| {
+            format!(
+                "{text} is beyond the {} TiB any disk may have",
+                diskimage::MAX_VIRTUAL_SIZE >> 40
+            )
+        })
 }
 
 /// `extract`.

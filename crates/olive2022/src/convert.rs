@@ -68,6 +68,7 @@ fn settings(args: &ConvertArgs) -> Result<ConvertSettings> {
         name: args.disk.name.clone(),
         compression: args.disk.compression.into(),
         threads: args.disk.threads,
+        max_virtual_size: args.disk.max_virtual_size,
         chart: args.chart.clone(),
         chart_version: args.chart_version.clone(),
         pull_credentials,

@@ -409,6 +409,7 @@ fn convert(cli: &Cli, package: &Path, layout: &Path, recipes: &Path) -> Result<S
         name: None,
         compression: diskimage::Compression::DEFLATE,
         threads: None,
+        max_virtual_size: diskimage::DEFAULT_MAX_VIRTUAL_SIZE,
         chart: sinfonia::vmi::ORIGINAL_CHART.to_owned(),
         chart_version: sinfonia::vmi::ORIGINAL_CHART_VERSION.to_owned(),
         pull_credentials: None,

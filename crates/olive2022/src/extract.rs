@@ -31,6 +31,7 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
         compression: args.disk.compression.into(),
         threads: args.disk.threads,
         tmp_dir: args.tmp_dir.clone(),
+        max_virtual_size: args.disk.max_virtual_size,
         cancel: interrupt::flag(),
     };
     let mut observer = TerminalObserver { verbosity };

@@ -188,3 +188,111 @@ fn special_files_and_directories_are_refused_as_output() {
     );
     assert!(hidden_files(dir.path()).is_empty());
 }
+
+/// A qcow2 of `size` virtual bytes with nothing written: a few hundred KiB.
+fn empty_qcow2(dir: &Path, size: &str) -> std::path::PathBuf {
+    let image = dir.join(format!("empty-{size}.qcow2"));
+    testkit::run(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", image.to_str().unwrap(), size],
+    );
+    image
+}
+
+#[test]
+fn a_virtual_size_beyond_the_limit_is_refused_and_the_limit_can_be_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    // Beyond the default of 2 TiB: refused at once, before any work.
+    let huge = dir.path().join("huge.nxpk");
+    package(
+        &huge,
+        "Huge",
+        &empty_qcow2(dir.path(), "3T"),
+        "qcow2",
+        false,
+    );
+    let out = dir.path().join("huge.qcow2");
+    let output = extract(&huge, &out);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("beyond the limit of 2048.0 GiB"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+
+    // A lower limit refuses a 1 GiB disk that the default accepts.
+    let small = dir.path().join("small.nxpk");
+    package(
+        &small,
+        "Small",
+        &empty_qcow2(dir.path(), "1G"),
+        "qcow2",
+        false,
+    );
+    let out = dir.path().join("small.qcow2");
+    let limited = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["extract", "--max-virtual-size", "512M", "-o"])
+        .args([out.to_str().unwrap(), small.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(limited.status.code(), Some(1), "{}", stderr(&limited));
+    assert!(
+        stderr(&limited).contains("limit of 0.5 GiB"),
+        "{}",
+        stderr(&limited)
+    );
+    let output = extract(&small, &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for bad in ["12X", "-1", "99999P"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+            .args([
+                "extract",
+                "--max-virtual-size",
+                bad,
+                "-o",
+                "x.qcow2",
+                "y.nxpk",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}: {}", stderr(&output));
+    }
+}
+
+/// A deflated qcow2 member inflates to a spool file before it is read: a
+/// member declaring far more bytes than its disk can need is refused before
+/// anything is spooled.
+#[test]
+fn a_deflated_qcow2_far_larger_than_its_disk_is_refused_before_spooling() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = empty_qcow2(dir.path(), "1M");
+    // 200 MiB of zeros after the image: deflates to almost nothing.
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&image)
+        .unwrap();
+    file.set_len(file.metadata().unwrap().len() + (200 << 20))
+        .unwrap();
+    let package_path = dir.path().join("bomb.nxpk");
+    package(&package_path, "Bomb", &image, "qcow2", true);
+    assert!(std::fs::metadata(&package_path).unwrap().len() < 2 << 20);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.path().join("bomb.qcow2");
+    let output = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["extract", "--tmp-dir", tmp.to_str().unwrap(), "-o"])
+        .args([out.to_str().unwrap(), package_path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("for a disk of only"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
