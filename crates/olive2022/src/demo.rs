@@ -720,15 +720,7 @@ fn written_since(path: &Path, since: Instant) -> bool {
 
 /// The width and height in a PNG's header.
 fn png_size(path: &Path) -> Result<(u32, u32)> {
-    let mut header = [0u8; 24];
-    File::open(path)
-        .and_then(|mut file| file.read_exact(&mut header))
-        .with_context(|| format!("no screenshot at {}", path.display()))?;
-    if !header.starts_with(b"\x89PNG\r\n\x1a\n") || &header[12..16] != b"IHDR" {
-        bail!("{} is not a PNG", path.display());
-    }
-    let number = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    Ok((number(16), number(20)))
+    let file = File::open(path).with_context(|| format!("no screenshot at {}", path.display()))?;
+    rfb::screenshot::png_size(std::io::BufReader::new(file))
+        .with_context(|| format!("{} is not a PNG", path.display()))
 }

@@ -114,4 +114,7 @@ pub enum RfbError {
     /// The PNG encoder failed (or its output could not be written).
     #[error("cannot encode the screenshot as PNG")]
     Png(#[from] png::EncodingError),
+    /// A file that should be a PNG is not one (or is damaged).
+    #[error("not a readable PNG")]
+    NotPng(#[from] png::DecodingError),
 }

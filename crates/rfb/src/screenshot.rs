@@ -1,6 +1,6 @@
 //! Screenshots: a screen as an 8-bit RGB PNG, by the `png` crate.
 
-use std::io::Write;
+use std::io::{BufRead, Seek, Write};
 
 use crate::RfbError;
 use crate::framebuffer::Framebuffer;
@@ -18,6 +18,10 @@ pub fn write_png(out: impl Write, width: u16, height: u16, rgb: &[u8]) -> Result
     let mut encoder = png::Encoder::new(out, u32::from(width), u32::from(height));
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
+    // Every row unfiltered (filter type 0), as the screenshots have always
+    // been written: simple for any reader, and screens deflate well as
+    // they are.
+    encoder.set_filter(png::Filter::NoFilter);
     let mut writer = encoder.write_header()?;
     writer.write_image_data(rgb)?;
     writer.finish()?;
@@ -29,6 +33,13 @@ pub fn png(width: u16, height: u16, rgb: &[u8]) -> Result<Vec<u8>, RfbError> {
     let mut out = Vec::new();
     write_png(&mut out, width, height, rgb)?;
     Ok(out)
+}
+
+/// The width and height a PNG's header states (only the header is read).
+pub fn png_size(png: impl BufRead + Seek) -> Result<(u32, u32), RfbError> {
+    let reader = png::Decoder::new(png).read_info()?;
+    let info = reader.info();
+    Ok((info.width, info.height))
 }
 
 impl Framebuffer {
@@ -57,6 +68,14 @@ mod tests {
         assert_eq!((info.width, info.height), (2, 2));
         assert_eq!(info.color_type, png::ColorType::Rgb);
         assert_eq!(&decoded[..info.buffer_size()], &rgb);
+    }
+
+    #[test]
+    fn png_sizes() {
+        let bytes = png(3, 2, &[7; 18]).unwrap();
+        assert_eq!(png_size(std::io::Cursor::new(bytes)).unwrap(), (3, 2));
+        let not_png = std::io::Cursor::new(b"GIF89a and so on".to_vec());
+        assert!(matches!(png_size(not_png), Err(RfbError::NotPng(_))));
     }
 
     #[test]
