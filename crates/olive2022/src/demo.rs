@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use diskimage::{ConvertOptions, DiskReader, FileRange, InputFormat, Source};
+use vmnetx::domain::{DiskBus, DiskFormat};
+use vmnetx::package::write::{Compression, PackageContents};
+use vmnetx::package::xml::DomainSpec;
+use vmnetx::package::{self, Manifest};
 use vmnetx::url::VmnetxUrl;
-use zip::CompressionMethod;
-use zip::write::{SimpleFileOptions, ZipWriter};
 
 use crate::cli::{AccelArg, Cli, DemoArgs};
 use crate::progress::{TerminalObserver, Verbosity};
@@ -349,46 +351,35 @@ fn compress(raw: &Path, out: &Path) -> Result<diskimage::ConvertStats> {
     Ok(stats)
 }
 
-/// The package's manifest.
-fn manifest_xml() -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <image xmlns=\"{}\" name=\"{DEMO_NAME}\">\n  \
-         <domain path=\"domain.xml\"/>\n  <disk path=\"disk.img\"/>\n</image>\n",
-        vmnetx::package::NAMESPACE
-    )
-}
-
 /// The package's libvirt domain: 1 vCPU, 64 MiB, the qcow2 disk on IDE.
-const DOMAIN_XML: &str = r#"<domain type="kvm">
-  <name>olive2022-demo</name>
-  <memory unit="MiB">64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch="i686" machine="pc">hvm</type></os>
-  <devices>
-    <disk type="file" device="disk">
-      <driver name="qemu" type="qcow2"/>
-      <source file="/disk.img"/>
-      <target dev="hda" bus="ide"/>
-    </disk>
-    <graphics type="vnc"/>
-  </devices>
-</domain>
-"#;
+fn demo_domain() -> DomainSpec {
+    DomainSpec {
+        name: "olive2022-demo".to_owned(),
+        vcpus: 1,
+        memory_mib: 64,
+        arch: "i686".to_owned(),
+        machine: "pc".to_owned(),
+        disk_format: DiskFormat::Qcow2,
+        disk_bus: DiskBus::Ide,
+        network: false,
+    }
+}
 
 /// Writes the VMNetX package: manifest, domain and disk, all STORED.
 fn write_package(out: &Path, disk: &Path) -> Result<()> {
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut zip = ZipWriter::new(file);
-    zip.set_comment(String::from_utf8_lossy(vmnetx::package::PACKAGE_COMMENT))?;
-    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    zip.start_file(vmnetx::package::MANIFEST_NAME, stored)?;
-    zip.write_all(manifest_xml().as_bytes())?;
-    zip.start_file("domain.xml", stored)?;
-    zip.write_all(DOMAIN_XML.as_bytes())?;
-    zip.start_file("disk.img", stored.large_file(true))?;
-    std::io::copy(&mut File::open(disk)?, &mut zip)?;
-    zip.finish()?.sync_all()?;
+    let manifest = Manifest {
+        name: DEMO_NAME.to_owned(),
+        domain_path: "domain.xml".to_owned(),
+        disk_path: "disk.img".to_owned(),
+        memory_path: None,
+    };
+    let contents = PackageContents {
+        manifest: &manifest,
+        domain_xml: &demo_domain().xml(),
+        disk: Some((disk, Compression::Stored)),
+    };
+    package::write::write_package(file, &contents)?.sync_all()?;
     Ok(())
 }
 
@@ -713,15 +704,7 @@ fn written_since(path: &Path, since: Instant) -> bool {
 
 /// The width and height in a PNG's header.
 fn png_size(path: &Path) -> Result<(u32, u32)> {
-    let mut header = [0u8; 24];
-    File::open(path)
-        .and_then(|mut file| file.read_exact(&mut header))
-        .with_context(|| format!("no screenshot at {}", path.display()))?;
-    if !header.starts_with(b"\x89PNG\r\n\x1a\n") || &header[12..16] != b"IHDR" {
-        bail!("{} is not a PNG", path.display());
-    }
-    let number = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    Ok((number(16), number(20)))
+    let file = File::open(path).with_context(|| format!("no screenshot at {}", path.display()))?;
+    rfb::screenshot::png_size(std::io::BufReader::new(file))
+        .with_context(|| format!("{} is not a PNG", path.display()))
 }

@@ -16,8 +16,9 @@ fn olive() -> Command {
     Command::new(env!("CARGO_BIN_EXE_olive2022"))
 }
 
-fn viewer_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rfb-viewer.py")
+/// The test viewer: reports what it saw over RFB to `$RFB_REPORT`.
+fn viewer() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rfb-probe"))
 }
 
 fn text(output: &Output) -> String {
@@ -137,7 +138,7 @@ fn launch(api: &str, cache: &Path) -> (Output, Option<Value>) {
             "--tier1-url",
             api,
             "--viewer",
-            viewer_script().to_str().unwrap(),
+            viewer().to_str().unwrap(),
             URL,
         ])
         .env("XDG_CACHE_HOME", cache)
@@ -212,7 +213,7 @@ fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
         &cloudlet.api,
         uuid.trim(),
         env!("CARGO_BIN_EXE_olive2022"),
-        &viewer_script(),
+        &viewer(),
         dir.path(),
         Duration::from_secs(60),
     );
@@ -287,7 +288,7 @@ fn bad_requests_get_problems_not_crashes() {
             "--tier1-url",
             &cloudlet.api,
             "--viewer",
-            viewer_script().to_str().unwrap(),
+            viewer().to_str().unwrap(),
             unknown,
         ])
         .env("XDG_CACHE_HOME", dir.path().join("client"))

@@ -23,8 +23,9 @@ fn uuid() -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-fn viewer_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rfb-viewer.py")
+/// The test viewer: reports what it saw over RFB to `$RFB_REPORT`.
+fn viewer() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rfb-probe"))
 }
 
 /// One launch with the test viewer; returns the output and the viewer's
@@ -47,7 +48,7 @@ fn launch(tier1: &str, extra: &[&str], env: &[(&str, &str)]) -> Launch {
             "--tier1-url",
             tier1,
             "--viewer",
-            viewer_script().to_str().unwrap(),
+            viewer().to_str().unwrap(),
         ])
         .args(extra)
         .arg(URL)
@@ -482,7 +483,7 @@ fn stage2_works_inside_the_original_sinfonia_tier3_namespace() {
         &cloudlet.tier1_url(),
         &uuid(),
         env!("CARGO_BIN_EXE_olive2022"),
-        &viewer_script(),
+        &viewer(),
         work.path(),
         Duration::from_secs(30),
     );

@@ -13,12 +13,13 @@ pub mod cloudlet;
 pub mod http;
 pub mod registry;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zip::CompressionMethod;
-use zip::write::{SimpleFileOptions, ZipWriter};
+use vmnetx::domain::{DiskBus, DiskFormat};
+use vmnetx::package::Manifest;
+use vmnetx::package::write::{Compression, PackageContents, write_package};
+use vmnetx::package::xml::DomainSpec;
 
 /// Runs a tool and returns its standard output; panics with its output when
 /// it fails or is missing.
@@ -116,64 +117,51 @@ pub fn assert_same_disk(image: &Path, reference: &Path) {
     );
 }
 
-/// The VMNetX manifest namespace.
-pub const PACKAGE_NS: &str = "http://olivearchive.org/xmlns/vmnetx/package";
-
-/// A libvirt domain with the given disk format and bus.
+/// The test VM's libvirt domain (2 vCPUs, 256 MiB, a user-mode NIC) with
+/// the given disk format and bus (libvirt names), by vmnetx's generator.
 pub fn domain_xml(format: &str, bus: &str) -> String {
-    format!(
-        r#"<domain type="kvm"><name>test</name><memory unit="MiB">256</memory><vcpu>2</vcpu>
-<os><type arch="i686" machine="pc-1.0">hvm</type></os>
-<devices><disk type="file" device="disk"><driver name="qemu" type="{format}"/>
-<source file="/disk.img"/><target dev="hda" bus="{bus}"/></disk>
-<interface type="user"/></devices></domain>"#
-    )
-}
-
-/// A manifest naming the VM `name`.
-pub fn manifest_xml(name: &str) -> String {
-    format!(
-        r#"<?xml version="1.0"?><image xmlns="{PACKAGE_NS}" name="{name}">
-<domain path="domain.xml"/><disk path="disk.img"/></image>"#
-    )
-}
-
-/// Writes a package with the given members; the disk member is copied from
-/// `disk`, stored or deflated.
-pub fn write_package(out: &Path, members: &[(&str, &[u8])], disk: Option<(&Path, bool)>) {
-    let file = std::fs::File::create(out).unwrap();
-    let mut zip = ZipWriter::new(file);
-    zip.set_comment("VMNetX package").unwrap();
-    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    for (name, data) in members {
-        zip.start_file(*name, stored).unwrap();
-        zip.write_all(data).unwrap();
+    DomainSpec {
+        name: "test".to_owned(),
+        vcpus: 2,
+        memory_mib: 256,
+        arch: "i686".to_owned(),
+        machine: "pc-1.0".to_owned(),
+        disk_format: DiskFormat::from_libvirt(format)
+            .unwrap_or_else(|| panic!("no disk format {format:?}")),
+        disk_bus: DiskBus::from_libvirt(bus).unwrap_or_else(|| panic!("no disk bus {bus:?}")),
+        network: true,
     }
-    if let Some((path, deflated)) = disk {
-        let method = if deflated {
-            CompressionMethod::Deflated
+    .xml()
+}
+
+/// Writes a package of the VM `name` with the given `domain.xml` and
+/// optionally a disk (stored, or deflated if `deflated`).
+fn write_test_package(out: &Path, name: &str, domain: &str, disk: Option<(&Path, bool)>) {
+    let manifest = Manifest {
+        name: name.to_owned(),
+        domain_path: "domain.xml".to_owned(),
+        disk_path: "disk.img".to_owned(),
+        memory_path: None,
+    };
+    let compression = |deflated| {
+        if deflated {
+            Compression::Deflated
         } else {
-            CompressionMethod::Stored
-        };
-        let options = stored.compression_method(method).large_file(true);
-        zip.start_file("disk.img", options).unwrap();
-        std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut zip).unwrap();
-    }
-    zip.finish().unwrap();
+            Compression::Stored
+        }
+    };
+    let contents = PackageContents {
+        manifest: &manifest,
+        domain_xml: domain,
+        disk: disk.map(|(path, deflated)| (path, compression(deflated))),
+    };
+    write_package(std::fs::File::create(out).unwrap(), &contents).unwrap();
 }
 
 /// A complete package of `disk` (declared as `format`) named `name`.
 pub fn package(out: &Path, name: &str, disk: &Path, format: &str, deflated: bool) {
-    let manifest = manifest_xml(name);
     let domain = domain_xml(format, "ide");
-    write_package(
-        out,
-        &[
-            ("vmnetx-package.xml", manifest.as_bytes()),
-            ("domain.xml", domain.as_bytes()),
-        ],
-        Some((disk, deflated)),
-    );
+    write_test_package(out, name, &domain, Some((disk, deflated)));
 }
 
 /// Files in `dir` whose name starts with a dot: temporaries left behind.
@@ -230,15 +218,7 @@ pub fn qcow2_with_backing(image: &Path, backing: &Path, size: &str) {
 /// A package with a regular manifest, the given `domain.xml` and optionally
 /// a stored disk.
 pub fn package_with_domain(out: &Path, domain: &str, disk: Option<&Path>) {
-    let manifest = manifest_xml("VM");
-    write_package(
-        out,
-        &[
-            ("vmnetx-package.xml", manifest.as_bytes()),
-            ("domain.xml", domain.as_bytes()),
-        ],
-        disk.map(|disk| (disk, false)),
-    );
+    write_test_package(out, "VM", domain, disk.map(|disk| (disk, false)));
 }
 
 /// What [`run_until_written`] saw.

@@ -138,6 +138,15 @@ pub enum DiskFormat {
 }
 
 impl DiskFormat {
+    /// Parses a libvirt format name (`qcow2`, `raw`).
+    pub fn from_libvirt(name: &str) -> Option<DiskFormat> {
+        match name {
+            "qcow2" => Some(DiskFormat::Qcow2),
+            "raw" => Some(DiskFormat::Raw),
+            _ => None,
+        }
+    }
+
     /// The libvirt name of this format.
     pub fn libvirt(&self) -> &'static str {
         match self {
@@ -251,9 +260,10 @@ impl Domain {
             Some(disk) => {
                 let format = match child(disk, "driver").and_then(|d| d.attribute("type")) {
                     None => None,
-                    Some("qcow2") => Some(DiskFormat::Qcow2),
-                    Some("raw") => Some(DiskFormat::Raw),
-                    Some(other) => return Err(DomainError::DiskFormat(other.to_owned())),
+                    Some(name) => Some(
+                        DiskFormat::from_libvirt(name)
+                            .ok_or_else(|| DomainError::DiskFormat(name.to_owned()))?,
+                    ),
                 };
                 let target = child(disk, "target");
                 let bus = match target.and_then(|t| t.attribute("bus")) {

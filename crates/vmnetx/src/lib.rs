@@ -6,7 +6,8 @@
 //! - [`url`]: canonicalising a `vmnetx+https://…` URL exactly as the original
 //!   Python tool (yarl) does, and deriving the Sinfonia backend UUID from it;
 //! - [`package`]: opening a `.nxpk` package (a ZIP archive), reading its
-//!   manifest and locating its members without copying them;
+//!   manifest and locating its members without copying them; writing one
+//!   (`package::write`, `package::xml`);
 //! - [`domain`]: the few facts of the libvirt `domain.xml` that matter to us
 //!   (vCPUs, memory, disk bus and format, machine, network);
 //! - [`reference`](mod@reference): `.netx` reference files that point at a package URL;

@@ -17,6 +17,9 @@
 //! and parsed without DTDs (see [`crate::domain`]), and the paths named by
 //! the manifest must be plain relative member names. Nothing here panics on
 //! any input: every defect is a [`PackageError`] naming the member.
+//!
+//! Writing a package is [`write`]'s, with the manifest and a minimal
+//! `domain.xml` made by [`xml`].
 
 use std::fmt;
 use std::fs::File;
@@ -28,6 +31,9 @@ use zip::ZipArchive;
 use zip::result::ZipError;
 
 use crate::domain::{Domain, DomainError, Shown, parse_xml};
+
+pub mod write;
+pub mod xml;
 
 /// The XML namespace of the package manifest.
 pub const NAMESPACE: &str = "http://olivearchive.org/xmlns/vmnetx/package";
