@@ -33,6 +33,32 @@ fn stub(dir: &Path, name: &str, status: i32) -> PathBuf {
     program
 }
 
+/// `viewer::run`, again while the stub is "text file busy": another test
+/// thread may fork while a stub is still open for writing, and its child
+/// holds that descriptor until it execs (the classic ETXTBSY race of tests
+/// that write and run scripts).
+fn run_viewer(
+    viewer: &Viewer,
+    host: impl std::fmt::Display + Copy,
+    port: u16,
+) -> anyhow::Result<std::process::ExitStatus> {
+    for _ in 0..100 {
+        match viewer::run(viewer, host, port) {
+            Err(error)
+                if error.chain().any(|cause| {
+                    cause
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::ExecutableFileBusy)
+                }) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+    viewer::run(viewer, host, port)
+}
+
 fn recorded(program: &Path) -> Vec<String> {
     let record = program.with_file_name(format!(
         "{}.argv",
@@ -171,7 +197,7 @@ fn each_viewer_gets_its_own_address_syntax() {
     for (make, name, host, port, expected) in cases {
         let program = stub(bin, name, 0);
         let viewer = make(program.clone());
-        let status = viewer::run(&viewer, host, port).unwrap();
+        let status = run_viewer(&viewer, host, port).unwrap();
         assert!(status.success());
         assert_eq!(recorded(&program), [expected], "{name} {host} {port}");
         assert_eq!(viewer.program(), program);
@@ -183,7 +209,7 @@ fn each_viewer_gets_its_own_address_syntax() {
     // An IpAddr works as the host too.
     let program = stub(bin, "remote-viewer", 0);
     let host: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    viewer::run(&Viewer::RemoteViewer(program.clone()), host, 5902).unwrap();
+    run_viewer(&Viewer::RemoteViewer(program.clone()), host, 5902).unwrap();
     assert_eq!(recorded(&program), ["vnc://127.0.0.1:5902"]);
 }
 
@@ -191,7 +217,7 @@ fn each_viewer_gets_its_own_address_syntax() {
 fn the_viewers_exit_status_comes_back() {
     let temp = tempfile::tempdir().unwrap();
     let program = stub(temp.path(), "vncviewer", 3);
-    let status = viewer::run(&Viewer::Vncviewer(program), "127.0.0.1", 5900).unwrap();
+    let status = run_viewer(&Viewer::Vncviewer(program), "127.0.0.1", 5900).unwrap();
     assert_eq!(status.code(), Some(3));
     let gone = Viewer::Custom(temp.path().join("missing"));
     let error = viewer::run(&gone, "127.0.0.1", 5900).unwrap_err();
