@@ -6,8 +6,9 @@
 //! against it and against real Sinfonia + Kubernetes + KubeVirt. This crate
 //! is the machine-independent part:
 //!
-//! - [`api`]: the wire types (deployments, problems, cloudlet info,
-//!   recipes);
+//! - [`api`]: the wire types only a server speaks (cloudlet info, public
+//!   recipes); the deploy answer and the problem+json body are shared with
+//!   every client, in [`sinfonia::deployment`] and [`sinfonia::problem`];
 //! - [`spec`]: path parameters, `RECIPES/<uuid>.yaml` and the checks of
 //!   their `vmi` values;
 //! - [`state`]: the deployment registry and lifecycle (one deployment per

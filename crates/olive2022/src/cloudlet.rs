@@ -17,15 +17,11 @@ use anyhow::{Context, Result};
 use cloudlet::local::LocalBackend;
 use cloudlet::{Cloudlet, CloudletConfig};
 use sinfonia::keys::{KeyPair, decode_key, encode_key};
+use sinfonia::tier2::{SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
 use tunnel::server::{ServerConfig, TunnelServer};
 
 use crate::cli::{Cli, CloudletArgs};
 use crate::progress::Verbosity;
-
-/// The cloudlet's own address inside the tunnel, where DNS answers.
-const CLOUDLET_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 5, 0, 1);
-/// Keep-alive towards clients, as Sinfonia's tier 2 sets it.
-const SERVER_KEEPALIVE: u16 = 10;
 
 /// Runs `cloudlet` until Ctrl-C.
 pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
@@ -72,9 +68,9 @@ async fn serve(
     let server = TunnelServer::start(ServerConfig {
         private_key: key,
         listen: args.wg_listen,
-        address: CLOUDLET_ADDRESS,
+        address: TUNNEL_ADDRESS,
         mtu: tunnel::DEFAULT_MTU,
-        keepalive: Some(SERVER_KEEPALIVE),
+        keepalive: Some(SERVER_KEEPALIVE_SECS),
     })
     .await
     .context("cannot start the WireGuard endpoint")?;
