@@ -116,7 +116,7 @@ impl Backend for LocalBackend {
             disk: disk.path.clone(),
             vcpus: spec.settings.cpus,
             memory_mib: spec.settings.memory_bytes.div_ceil(1 << 20),
-            bus: values.container_disk.bus.clone(),
+            bus: values.container_disk.bus,
             machine: machine.and_then(|m| m.machine_type.clone()),
             network: machine.is_some_and(|m| m.network),
             work_dir: self.vms_dir.join(&spec.name),

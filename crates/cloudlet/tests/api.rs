@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use sinfonia::Recipe;
 use sinfonia::vmi::{ContainerDisk, Requests, Resources, VirtVnc, VmiValues};
 use uuid::Uuid;
+use vmnetx::bus::KubevirtBus;
 
 const APP: Uuid = Uuid::from_u128(0x755e5883_0788_44da_8778_2113eddf4271);
 const PRIVATE_APP: Uuid = Uuid::from_u128(0x737b5001_d27a_413f_9806_abf9bfce6746);
@@ -143,7 +144,7 @@ fn values(repository: &str, name: Uuid, memory: &str) -> VmiValues {
             name: name.to_string(),
             tag: Some("latest".to_owned()),
             digest: Some(format!("sha256:{}", "ab".repeat(32))),
-            bus: "sata".to_owned(),
+            bus: KubevirtBus::Sata,
         },
         resources: Resources {
             requests: Requests {

@@ -399,7 +399,7 @@ fn recipe(
             name: job.url.sinfonia_uuid().to_string(),
             tag,
             digest: Some(digest.to_string()),
-            bus: domain.disk_bus.kubevirt().to_owned(),
+            bus: domain.disk_bus.kubevirt(),
         },
         resources: Resources {
             requests: Requests {

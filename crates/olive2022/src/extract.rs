@@ -65,7 +65,7 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
         vcpus: domain.vcpus,
         memory_mib: domain.memory_mib(),
         disk_bus: domain.disk_bus.libvirt().to_owned(),
-        kubevirt_bus: domain.disk_bus.kubevirt().to_owned(),
+        kubevirt_bus: domain.disk_bus.kubevirt().name().to_owned(),
         arch: domain.arch.clone(),
         machine: domain.machine.clone(),
         network: domain.has_network,

@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use crate::bus::DiskBus;
+
 /// The most vCPUs a domain may ask for.
 pub const MAX_VCPUS: u32 = 512;
 
@@ -65,66 +67,6 @@ impl fmt::Display for Shown<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The bus a disk is attached to, as named in `target/@bus` of libvirt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DiskBus {
-    /// IDE (`ide`); libvirt's default for `hd*` targets on x86.
-    Ide,
-    /// SATA (`sata`).
-    Sata,
-    /// Paravirtualised virtio-blk (`virtio`).
-    Virtio,
-    /// SCSI (`scsi`).
-    Scsi,
-    /// USB mass storage (`usb`).
-    Usb,
-}
-
-impl DiskBus {
-    /// Parses a libvirt bus name (`ide`, `sata`, `virtio`, `scsi`, `usb`).
-    pub fn from_libvirt(name: &str) -> Option<DiskBus> {
-        match name {
-            "ide" => Some(DiskBus::Ide),
-            "sata" => Some(DiskBus::Sata),
-            "virtio" => Some(DiskBus::Virtio),
-            "scsi" => Some(DiskBus::Scsi),
-            "usb" => Some(DiskBus::Usb),
-            _ => None,
-        }
-    }
-
-    /// The libvirt name of this bus.
-    pub fn libvirt(&self) -> &'static str {
-        match self {
-            DiskBus::Ide => "ide",
-            DiskBus::Sata => "sata",
-            DiskBus::Virtio => "virtio",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Usb => "usb",
-        }
-    }
-
-    /// The KubeVirt disk bus to use for this bus.
-    ///
-    /// KubeVirt offers `virtio`, `sata`, `scsi` and `usb` but no IDE: an IDE
-    /// disk becomes `sata`, which guests of the IDE era handle through AHCI's
-    /// legacy mode or their own drivers far more often than virtio.
-    pub fn kubevirt(&self) -> &'static str {
-        match self {
-            DiskBus::Ide | DiskBus::Sata => "sata",
-            DiskBus::Virtio => "virtio",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Usb => "usb",
-        }
-    }
-}
-
-impl fmt::Display for DiskBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.libvirt())
     }
 }
 
@@ -195,7 +137,8 @@ pub struct Domain {
     /// Memory in bytes (`/domain/memory` with its `unit`, default 65536 KiB).
     pub memory_bytes: u64,
     /// Bus of the first hard disk (`target/@bus`; default from the target
-    /// device name as libvirt does, else IDE).
+    /// device name as libvirt does, else IDE); [`DiskBus::kubevirt`] gives
+    /// the recipe's.
     pub disk_bus: DiskBus,
     /// Format of the first hard disk (`driver/@type`), if stated.
     pub disk_format: Option<DiskFormat>,

@@ -7,6 +7,9 @@
 //!   Python tool (yarl) does, and deriving the Sinfonia backend UUID from it;
 //! - [`package`]: opening a `.nxpk` package (a ZIP archive), reading its
 //!   manifest and locating its members without copying them;
+//! - [`bus`]: the disk bus of a libvirt domain and of a recipe (KubeVirt),
+//!   and the mapping between them; the recipe's bus is the one every crate
+//!   down to the VM runner uses;
 //! - [`domain`]: the few facts of the libvirt `domain.xml` that matter to us
 //!   (vCPUs, memory, disk bus and format, machine, network);
 //! - [`reference`](mod@reference): `.netx` reference files that point at a package URL;
@@ -15,6 +18,7 @@
 //! XML is parsed with `roxmltree`, which never expands entities beyond the
 //! predefined ones and rejects DTD entity bombs.
 
+pub mod bus;
 pub mod domain;
 pub mod fetch;
 pub mod package;

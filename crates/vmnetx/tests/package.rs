@@ -10,7 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vmnetx::domain::{DiskBus, DiskFormat, Domain, DomainError};
+use vmnetx::bus::DiskBus;
+use vmnetx::domain::{DiskFormat, Domain, DomainError};
 use vmnetx::package::{DiskMember, Package, PackageError};
 use vmnetx::reference::{ReferenceError, looks_like_reference, parse_reference};
 use zip::CompressionMethod;
