@@ -107,6 +107,12 @@ impl Backend for LocalBackend {
     }
 
     fn start(&self, spec: &DeploymentSpec) -> Result<LocalDeployment, BackendError> {
+        // Checked when the recipe was read; again here, because pulling an
+        // image for a VM the runner will refuse wastes minutes and disk.
+        spec.settings
+            .size()
+            .check()
+            .map_err(|e| BackendError::failed(format!("the recipe's VM: {e}")))?;
         let source = Self::disk_source(spec)?;
         let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress)
             .map_err(|e| BackendError::failed(format!("cannot fetch the disk image: {e}")))?;

@@ -686,6 +686,31 @@ fn bad_recipes_are_refused_clearly() {
 }
 
 #[test]
+fn a_vm_larger_than_the_runner_takes_is_refused_before_any_pull() {
+    let server = Server::start();
+    let dir = server.recipes.path();
+    let cases = [
+        (0x20, 65, "256Mi", "cpu 65 is out of range (1–64)"),
+        (0x21, 0, "256Mi", "cpu 0 is out of range (1–64)"),
+        (0x22, 2, "8Mi", "less than the 16 MiB needed"),
+    ];
+    for (n, cpus, memory, expected) in cases {
+        let uuid = Uuid::from_u128(n);
+        let mut too_big = values("registry.example.org/olive2022", uuid, memory);
+        too_big.resources.requests.cpu = cpus;
+        write_recipe(dir, uuid, &recipe_yaml(&too_big, false));
+        let reply = server.deploy(&uuid.to_string(), &urlsafe(&key(1)));
+        let detail = reply.problem(500);
+        assert!(detail.contains(expected), "{n:x}: {detail}");
+        assert_eq!(reply.json["title"], "Invalid recipe");
+    }
+    // The backend (which pulls the image first thing) was never asked.
+    assert_eq!(server.recorder.starts(), 0);
+    assert!(server.recorder.events().is_empty());
+    assert!(server.registry.deployments().is_empty());
+}
+
+#[test]
 fn recipe_endpoint() {
     let server = Server::start();
     let public = server.call(Method::GET, &format!("/recipe/{APP}/"));

@@ -17,20 +17,13 @@
 //! The document comes from an untrusted download, so parsing is strict and
 //! bounded: DTDs are refused (no entity expansion, so no "billion laughs"),
 //! the number of XML nodes is limited, and every number is range-checked
-//! without overflow.
+//! without overflow. vCPUs and memory must be within [`crate::limits`], the
+//! one set of bounds every crate down to the VM runner applies.
 
 use std::fmt;
 
 use crate::bus::DiskBus;
-
-/// The most vCPUs a domain may ask for.
-pub const MAX_VCPUS: u32 = 512;
-
-/// The least memory a domain may ask for: 1 MiB.
-pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
-
-/// The most memory a domain may ask for: 16 TiB.
-pub const MAX_MEMORY_BYTES: u64 = 16 << 40;
+use crate::limits::{MAX_VCPUS, MIN_VCPUS, MemoryRange, check_memory_bytes, check_vcpus};
 
 /// The memory of a domain without `<memory>`: 65536 KiB, as in the original.
 pub const DEFAULT_MEMORY_BYTES: u64 = 65536 * 1024;
@@ -104,8 +97,8 @@ pub enum DomainError {
     /// The root element is not `<domain>`.
     #[error("not a libvirt domain: root element is <{}>, expected <domain>", Shown(.0))]
     NotDomain(String),
-    /// `<vcpu>` is not a number in `1..=512`.
-    #[error("invalid <vcpu> `{}`: expected a whole number from 1 to {MAX_VCPUS}", Shown(.0))]
+    /// `<vcpu>` is not a number within [`crate::limits`].
+    #[error("invalid <vcpu> `{}`: expected a whole number from {MIN_VCPUS} to {MAX_VCPUS}", Shown(.0))]
     Vcpu(String),
     /// `<memory>` is not a non-negative whole number.
     #[error("invalid <memory> value `{}`: expected a whole number", Shown(.0))]
@@ -113,8 +106,8 @@ pub enum DomainError {
     /// The `unit` of `<memory>` is not a libvirt unit.
     #[error("invalid <memory> unit `{}`", Shown(.0))]
     MemoryUnit(String),
-    /// The memory is below 1 MiB or above 16 TiB (or overflows).
-    #[error("<memory> of {value} {} is out of range (1 MiB to 16 TiB)", Shown(.unit))]
+    /// The memory is outside [`crate::limits`] (or overflows).
+    #[error("<memory> of {value} {} is out of range ({MemoryRange})", Shown(.unit))]
     MemoryRange {
         /// The number as written.
         value: String,
@@ -273,7 +266,7 @@ fn parse_vcpus(text: &str) -> Result<u32, DomainError> {
     let text = text.trim();
     parse_digits(text)
         .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| (1..=MAX_VCPUS).contains(n))
+        .and_then(|n| check_vcpus(n).ok())
         .ok_or_else(|| DomainError::Vcpu(text.to_owned()))
 }
 
@@ -316,7 +309,7 @@ fn parse_memory(text: &str, unit: Option<&str>) -> Result<u64, DomainError> {
     // All digits: a parse failure can only be an overflow, i.e. out of range.
     parse_digits(text)
         .and_then(|value| value.checked_mul(scale))
-        .filter(|bytes| (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(bytes))
+        .and_then(|bytes| check_memory_bytes(bytes).ok())
         .ok_or_else(|| DomainError::MemoryRange {
             value: text.to_owned(),
             unit: unit_name.to_owned(),

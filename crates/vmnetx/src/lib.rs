@@ -12,6 +12,8 @@
 //!   down to the VM runner uses;
 //! - [`domain`]: the few facts of the libvirt `domain.xml` that matter to us
 //!   (vCPUs, memory, disk bus and format, machine, network);
+//! - [`limits`]: the vCPUs and memory one VM may have, the same from
+//!   `domain.xml` to the VM runner;
 //! - [`reference`](mod@reference): `.netx` reference files that point at a package URL;
 //! - [`fetch`]: downloading a package over HTTP(S) with resume and timeouts.
 //!
@@ -21,6 +23,7 @@
 pub mod bus;
 pub mod domain;
 pub mod fetch;
+pub mod limits;
 pub mod package;
 pub mod reference;
 pub mod url;

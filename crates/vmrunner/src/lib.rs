@@ -22,6 +22,10 @@
 //!   overlay and the other files the VM left in its work directory.
 //!   Dropping a [`RunningVm`] does the same.
 //!
+//! The spec's disk bus is the recipe's ([`vmnetx::bus::KubevirtBus`]) and
+//! its vCPUs and memory are checked against [`vmnetx::limits`], the bounds
+//! every crate from `domain.xml` on applies.
+//!
 //! Commands are built from argument lists, never from shell strings.
 //! [`cleanup_leftovers`] ends the QEMU processes and removes the overlays
 //! that a previous run of the cloudlet left under its data directory.
@@ -40,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vmnetx::bus::KubevirtBus;
+use vmnetx::limits::{check_memory_mib, check_vcpus};
 
 use self::qmp::Qmp;
 
@@ -69,10 +74,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long QEMU may take to answer `quit`.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most vCPUs a VM may have.
-pub const MAX_VCPUS: u32 = 64;
-/// The least memory a VM may have, in MiB.
-pub const MIN_MEMORY_MIB: u64 = 16;
 /// A Unix socket path must fit `sun_path` (108 bytes with its NUL).
 const SOCKET_PATH_MAX: usize = 107;
 
@@ -81,9 +82,10 @@ const SOCKET_PATH_MAX: usize = 107;
 pub struct VmSpec {
     /// The cached qcow2 disk; opened read-only, never modified.
     pub disk: PathBuf,
-    /// vCPUs (1 to [`MAX_VCPUS`]).
+    /// vCPUs (within [`vmnetx::limits`]).
     pub vcpus: u32,
-    /// Memory in MiB ([`MIN_MEMORY_MIB`] up to the host's memory).
+    /// Memory in MiB (within [`vmnetx::limits`], and no more than the
+    /// host's memory).
     pub memory_mib: u64,
     /// The disk bus, as the recipe names it.
     pub bus: KubevirtBus,
@@ -425,14 +427,13 @@ fn lock(qmp: &Mutex<Option<Qmp>>) -> std::sync::MutexGuard<'_, Option<Qmp>> {
 
 fn check_spec(spec: &VmSpec) -> Result<(), VmError> {
     let invalid = |message: String| Err(VmError::InvalidSpec(message));
-    if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
-        return invalid(format!("{} vCPUs: expected 1 to {MAX_VCPUS}", spec.vcpus));
-    }
-    let host_mib = host_memory_mib();
-    if spec.memory_mib < MIN_MEMORY_MIB || host_mib.is_some_and(|host| spec.memory_mib > host) {
-        let most = host_mib.map_or("the host's memory".to_owned(), |mib| format!("{mib} MiB"));
+    check_vcpus(spec.vcpus).map_err(|e| VmError::InvalidSpec(e.to_string()))?;
+    check_memory_mib(spec.memory_mib).map_err(|e| VmError::InvalidSpec(e.to_string()))?;
+    if let Some(host) = host_memory_mib()
+        && spec.memory_mib > host
+    {
         return invalid(format!(
-            "{} MiB of memory: expected {MIN_MEMORY_MIB} MiB to {most}",
+            "{} MiB of memory: more than the host's {host} MiB",
             spec.memory_mib
         ));
     }
