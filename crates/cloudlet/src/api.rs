@@ -1,5 +1,5 @@
 //! The JSON shapes the cloudlet speaks, exactly as Sinfonia's tier 1 and
-//! tier 2 write them (`../shared/spec/sinfonia.md`).
+//! tier 2 write them.
 //!
 //! - [`CloudletInfo`]: what `GET /api/v1/cloudlets/` lists and what a tier 2
 //!   reports with `POST /api/v1/cloudlets/`;
