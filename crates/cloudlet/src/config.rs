@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sinfonia::deploy::{Endpoint, IpNet};
+use sinfonia::tier2::TUNNEL_ADDRESS;
 use uuid::Uuid;
 
-use crate::state::{CLOUDLET_ADDRESS, Limits};
+use crate::state::Limits;
 
 /// Default `--listen`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -111,7 +112,7 @@ impl CloudletConfig {
             max_vms: DEFAULT_MAX_VMS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             expiring_grace: DEFAULT_EXPIRING_GRACE,
-            dns_server: CLOUDLET_ADDRESS,
+            dns_server: TUNNEL_ADDRESS,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             allowed_ips: vec!["0.0.0.0/0".to_owned()],
             uuid: Uuid::new_v4(),

@@ -1,34 +1,44 @@
 //! The embedded cloudlet: Sinfonia's tier 1 and tier 2 in one process, on
 //! one machine.
 //!
-//! `olive2022 cloudlet` serves the Sinfonia API with the exact JSON shapes
-//! of `docs/sinfonia.md`, so the same recipes and clients work
-//! against it and against real Sinfonia + Kubernetes + KubeVirt. This crate
-//! is the machine-independent part:
+//! `olive2022 cloudlet` serves the Sinfonia API with Sinfonia's exact JSON
+//! shapes (`docs/sinfonia.md`), so the same recipes and clients work against it and against
+//! real Sinfonia + Kubernetes + KubeVirt:
 //!
-//! - [`api`]: the wire types (deployments, problems, cloudlet info,
-//!   recipes);
+//! - [`api`]: the wire types only a server speaks (cloudlet info, public
+//!   recipes); the deploy answer and the problem+json body are shared with
+//!   every client, in [`sinfonia::deployment`] and [`sinfonia::problem`];
 //! - [`spec`]: path parameters, `RECIPES/<uuid>.yaml` and the checks of
 //!   their `vmi` values;
 //! - [`state`]: the deployment registry and lifecycle (one deployment per
 //!   backend UUID and client key, leases, `max_vms`, client addresses);
 //! - [`backend`]: the [`Backend`] trait the registry drives to start and
-//!   stop VMs and to add and remove tunnel peers (QEMU and the user-space
-//!   WireGuard endpoint implement it elsewhere);
+//!   stop VMs and to add and remove tunnel peers;
 //! - [`config`]: the settings, [`CloudletConfig`];
-//! - [`server`]: the axum router, [`Cloudlet`] and [`serve`].
+//! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
+//! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
+//!   and clients on the user-space WireGuard server (`tunnel`);
+//! - [`data_dir`]: the data directory and the WireGuard key kept in it;
+//! - [`standalone`]: all of it started in one call,
+//!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs.
+//!
+//! The tunnel addresses and keep-alive are Sinfonia's tier-2 numbers
+//! ([`sinfonia::tier2`]); the VM limits and disk bus come from `vmnetx`.
 
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod data_dir;
 pub mod local;
 pub mod names;
 pub mod server;
 pub mod spec;
+pub mod standalone;
 pub mod state;
 
 pub use backend::{Backend, BackendError};
 pub use config::CloudletConfig;
 pub use server::{ApiError, Cloudlet, ServeError, serve};
 pub use spec::{DeploymentSpec, VmSettings};
+pub use standalone::{LocalCloudlet, LocalCloudletConfig, StartError};
 pub use state::{Deployment, Registry};

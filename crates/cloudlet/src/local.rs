@@ -107,6 +107,12 @@ impl Backend for LocalBackend {
     }
 
     fn start(&self, spec: &DeploymentSpec) -> Result<LocalDeployment, BackendError> {
+        // Checked when the recipe was read; again here, because pulling an
+        // image for a VM the runner will refuse wastes minutes and disk.
+        spec.settings
+            .size()
+            .check()
+            .map_err(|e| BackendError::failed(format!("the recipe's VM: {e}")))?;
         let source = Self::disk_source(spec)?;
         let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress)
             .map_err(|e| BackendError::failed(format!("cannot fetch the disk image: {e}")))?;
@@ -116,7 +122,7 @@ impl Backend for LocalBackend {
             disk: disk.path.clone(),
             vcpus: spec.settings.cpus,
             memory_mib: spec.settings.memory_bytes.div_ceil(1 << 20),
-            bus: values.container_disk.bus.clone(),
+            bus: values.container_disk.bus,
             machine: machine.and_then(|m| m.machine_type.clone()),
             network: machine.is_some_and(|m| m.network),
             work_dir: self.vms_dir.join(&spec.name),

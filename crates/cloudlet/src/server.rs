@@ -34,13 +34,13 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use sinfonia::deploy::IpNet;
+use sinfonia::deployment::{Deployment as DeploymentAnswer, TunnelConfig};
 use sinfonia::keys::{KeyFormatError, encode_key};
+use sinfonia::problem::{PROBLEM_JSON, Problem};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::api::{
-    CloudletInfo, DeploymentInfo, PROBLEM_JSON, Problem, RecipeInfo, TunnelConfigInfo, rfc3339,
-};
+use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
 use crate::config::{CloudletConfig, ConfigError, valid_location};
 use crate::spec::{
@@ -229,14 +229,14 @@ struct App<B: Backend> {
 }
 
 impl<B: Backend> App<B> {
-    fn deployment_info(&self, deployment: &Deployment) -> DeploymentInfo {
-        DeploymentInfo {
+    fn deployment_info(&self, deployment: &Deployment) -> DeploymentAnswer {
+        DeploymentAnswer {
             name: Some(deployment.name.clone()),
             uuid: deployment.uuid,
             application_key: encode_key(&deployment.key),
             status: deployment.status,
             created: Some(rfc3339(deployment.created)),
-            tunnel_config: TunnelConfigInfo {
+            tunnel_config: TunnelConfig {
                 public_key: encode_key(&self.config.tunnel_public_key),
                 allowed_ips: self.config.allowed_ips.clone(),
                 endpoint: self.config.public_endpoint.clone(),

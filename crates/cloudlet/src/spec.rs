@@ -6,7 +6,9 @@
 //! - [`RecipeStore`]: `RECIPES/<uuid>.yaml`, read at each request (so edits
 //!   apply to the next start) with Sinfonia's safe loader and schema;
 //! - [`VmSettings`]: the recipe's `values` read as the `vmi` chart's
-//!   [`VmiValues`], with memory and vCPUs parsed and bounded;
+//!   [`VmiValues`], with memory and vCPUs parsed and checked against
+//!   [`vmnetx::limits`] (the VM runner's bounds), so a recipe the runner
+//!   would refuse is refused before its image is pulled;
 //! - [`DeploymentSpec`]: everything a [`crate::Backend`] needs to start one
 //!   deployment.
 
@@ -20,17 +22,12 @@ use sinfonia::recipe::MAX_RECIPE_SIZE;
 use sinfonia::vmi::VmiValues;
 use sinfonia::{Recipe, RecipeError};
 use uuid::Uuid;
+use vmnetx::limits::{
+    MAX_MEMORY_BYTES, MAX_VCPUS, MIN_MEMORY_BYTES, MIN_VCPUS, VmSize, check_vcpus,
+};
 
 /// The UUID alias Sinfonia accepts for the nil UUID.
 pub const HELLOWORLD: &str = "helloworld";
-/// Largest memory a recipe may ask for: 1 TiB.
-pub const MAX_MEMORY: u64 = 1 << 40;
-/// Smallest memory a recipe may ask for: 4 MiB.
-pub const MIN_MEMORY: u64 = 4 << 20;
-/// Most vCPUs a recipe may ask for.
-pub const MAX_CPUS: u32 = 256;
-/// The disk buses KubeVirt knows.
-pub const DISK_BUSES: [&str; 4] = ["virtio", "sata", "scsi", "usb"];
 
 /// The backend UUID of a request path: a UUID in any form the `uuid` crate
 /// parses (hyphenated, simple, braced, URN), or `helloworld`.
@@ -152,12 +149,9 @@ pub enum ValuesError {
         /// Why it is refused.
         reason: String,
     },
-    /// Zero or too many vCPUs.
-    #[error("values.resources.requests.cpu {0} is out of range (1–{MAX_CPUS})")]
+    /// Too few or too many vCPUs for [`vmnetx::limits`].
+    #[error("values.resources.requests.cpu {0} is out of range ({MIN_VCPUS}–{MAX_VCPUS})")]
     Cpus(u32),
-    /// A bus KubeVirt does not know.
-    #[error("values.containerDisk.bus `{0}` is not one of virtio, sata, scsi, usb")]
-    Bus(String),
     /// An empty image reference.
     #[error("values.containerDisk.{0} is empty")]
     Image(&'static str),
@@ -185,14 +179,9 @@ impl VmSettings {
                 value: requests.memory.chars().take(40).collect(),
                 reason,
             })?;
-        let cpus = requests.cpu;
-        if cpus == 0 || cpus > MAX_CPUS {
-            return Err(ValuesError::Cpus(cpus));
-        }
+        let cpus = check_vcpus(requests.cpu).map_err(|_| ValuesError::Cpus(requests.cpu))?;
+        // The bus is a `KubevirtBus`: an unknown one failed to read above.
         let disk = &values.container_disk;
-        if !DISK_BUSES.contains(&disk.bus.as_str()) {
-            return Err(ValuesError::Bus(disk.bus.chars().take(40).collect()));
-        }
         if disk.repository.trim().is_empty() {
             return Err(ValuesError::Image("repository"));
         }
@@ -210,11 +199,19 @@ impl VmSettings {
     pub fn memory_mib(&self) -> u64 {
         self.memory_bytes.div_ceil(1 << 20)
     }
+
+    /// The VM's size, for [`vmnetx::limits`].
+    pub fn size(&self) -> VmSize {
+        VmSize {
+            vcpus: self.cpus,
+            memory_bytes: self.memory_bytes,
+        }
+    }
 }
 
 /// A Kubernetes memory quantity in bytes: a decimal number (`256`, `1.5`,
 /// `1e9`) and an optional suffix (`Ki Mi Gi Ti Pi Ei`, `k M G T P E`),
-/// rounded up to a byte, between [`MIN_MEMORY`] and [`MAX_MEMORY`].
+/// rounded up to a byte, within [`vmnetx::limits`].
 pub fn parse_memory(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let number_end = text
@@ -271,16 +268,19 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
             }
         }
     };
-    let too_large = || format!("more than the {} GiB allowed", MAX_MEMORY >> 30);
+    let too_large = || format!("more than the {} GiB allowed", MAX_MEMORY_BYTES >> 30);
     let scaled = mantissa.checked_mul(multiplier).ok_or_else(too_large)?;
     let divisor = 10u128.pow(scale);
     let bytes = scaled.div_ceil(divisor);
-    if bytes > u128::from(MAX_MEMORY) {
+    if bytes > u128::from(MAX_MEMORY_BYTES) {
         return Err(too_large());
     }
     let bytes = bytes as u64;
-    if bytes < MIN_MEMORY {
-        return Err(format!("less than the {} MiB needed", MIN_MEMORY >> 20));
+    if bytes < MIN_MEMORY_BYTES {
+        return Err(format!(
+            "less than the {} MiB needed",
+            MIN_MEMORY_BYTES >> 20
+        ));
     }
     Ok(bytes)
 }
@@ -316,7 +316,7 @@ mod tests {
             ("67108864", 64 << 20),
             ("1Ti", 1 << 40),
             (" 64Mi ", 64 << 20),
-            ("4194304000m", 4 << 20),
+            ("16777216000m", 16 << 20),
         ] {
             assert_eq!(parse_memory(text), Ok(bytes), "{text}");
         }

@@ -29,19 +29,13 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use sinfonia::deployment::DeploymentStatus;
+use sinfonia::tier2::{CLIENT_NETWORK, TUNNEL_ADDRESS};
 use uuid::Uuid;
 
-use crate::api::DeploymentStatus;
 use crate::backend::{Backend, BackendError};
 use crate::names;
 use crate::spec::{DeploymentSpec, VmSettings};
-
-/// The client network: every client gets a /32 in it.
-pub const CLIENT_NETWORK: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 0);
-/// The prefix length of [`CLIENT_NETWORK`].
-pub const CLIENT_PREFIX: u8 = 16;
-/// The cloudlet's own address in the client network.
-pub const CLOUDLET_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
 
 /// How long deployments live and how many run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +156,8 @@ impl<R> Inner<R> {
         for step in 1..=u32::from(u16::MAX) {
             let host = (u32::from(self.cursor) + step) as u16;
             let address = Ipv4Addr::from(base | u32::from(host));
-            if host < 2 || host == u16::MAX || self.by_address.contains_key(&address) {
+            let reserved = host == 0 || host == u16::MAX || address == TUNNEL_ADDRESS;
+            if reserved || self.by_address.contains_key(&address) {
                 continue;
             }
             self.cursor = host;

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use sinfonia::Recipe;
 use sinfonia::vmi::{ContainerDisk, Requests, Resources, VirtVnc, VmiValues};
 use uuid::Uuid;
+use vmnetx::bus::KubevirtBus;
 
 const APP: Uuid = Uuid::from_u128(0x755e5883_0788_44da_8778_2113eddf4271);
 const PRIVATE_APP: Uuid = Uuid::from_u128(0x737b5001_d27a_413f_9806_abf9bfce6746);
@@ -143,7 +144,7 @@ fn values(repository: &str, name: Uuid, memory: &str) -> VmiValues {
             name: name.to_string(),
             tag: Some("latest".to_owned()),
             digest: Some(format!("sha256:{}", "ab".repeat(32))),
-            bus: "sata".to_owned(),
+            bus: KubevirtBus::Sata,
         },
         resources: Resources {
             requests: Requests {
@@ -682,6 +683,31 @@ fn bad_recipes_are_refused_clearly() {
     server
         .deploy(&fixed.to_string(), &urlsafe(&key(1)))
         .deployment();
+}
+
+#[test]
+fn a_vm_larger_than_the_runner_takes_is_refused_before_any_pull() {
+    let server = Server::start();
+    let dir = server.recipes.path();
+    let cases = [
+        (0x20, 65, "256Mi", "cpu 65 is out of range (1–64)"),
+        (0x21, 0, "256Mi", "cpu 0 is out of range (1–64)"),
+        (0x22, 2, "8Mi", "less than the 16 MiB needed"),
+    ];
+    for (n, cpus, memory, expected) in cases {
+        let uuid = Uuid::from_u128(n);
+        let mut too_big = values("registry.example.org/olive2022", uuid, memory);
+        too_big.resources.requests.cpu = cpus;
+        write_recipe(dir, uuid, &recipe_yaml(&too_big, false));
+        let reply = server.deploy(&uuid.to_string(), &urlsafe(&key(1)));
+        let detail = reply.problem(500);
+        assert!(detail.contains(expected), "{n:x}: {detail}");
+        assert_eq!(reply.json["title"], "Invalid recipe");
+    }
+    // The backend (which pulls the image first thing) was never asked.
+    assert_eq!(server.recorder.starts(), 0);
+    assert!(server.recorder.events().is_empty());
+    assert!(server.registry.deployments().is_empty());
 }
 
 #[test]

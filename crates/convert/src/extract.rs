@@ -99,7 +99,7 @@ pub fn extract(
         vcpus: domain.vcpus,
         memory_mib: domain.memory_mib(),
         disk_bus: domain.disk_bus.libvirt().to_owned(),
-        kubevirt_bus: domain.disk_bus.kubevirt().to_owned(),
+        kubevirt_bus: domain.disk_bus.kubevirt().name().to_owned(),
         arch: domain.arch.clone(),
         machine: domain.machine.clone(),
         network: domain.has_network,

@@ -40,7 +40,7 @@ pub fn build(
             name: job.url.sinfonia_uuid().to_string(),
             tag,
             digest: Some(digest.to_string()),
-            bus: domain.disk_bus.kubevirt().to_owned(),
+            bus: domain.disk_bus.kubevirt(),
         },
         resources: Resources {
             requests: Requests {

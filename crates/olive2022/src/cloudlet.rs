@@ -1,31 +1,22 @@
 //! `olive2022 cloudlet`: this machine as a Sinfonia cloudlet.
 //!
-//! Tier 1 and tier 2 in one process: the Sinfonia API (the `cloudlet`
-//! crate), VMs under QEMU from the recipes' containerDisks, and a user-space
-//! WireGuard endpoint (the `tunnel` crate's server) that shows each client
-//! its own deployment's VNC service and nothing else. Single machine by
-//! design; beyond one, the same recipes, images and clients work with real
-//! Sinfonia + Kubernetes + KubeVirt.
+//! Tier 1 and tier 2 in one process: the Sinfonia API, VMs under QEMU from
+//! the recipes' containerDisks, and a user-space WireGuard endpoint that
+//! shows each client its own deployment's VNC service and nothing else.
+//! The `cloudlet` crate does all of it ([`cloudlet::LocalCloudlet`]); this
+//! command turns flags into its settings, reports, and waits for Ctrl-C.
+//! Single machine by design; beyond one, the same recipes, images and
+//! clients work with real Sinfonia + Kubernetes + KubeVirt.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloudlet::local::LocalBackend;
-use cloudlet::{Cloudlet, CloudletConfig};
-use sinfonia::keys::{KeyPair, decode_key, encode_key};
-use tunnel::server::{ServerConfig, TunnelServer};
+use cloudlet::data_dir::default_data_dir;
+use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 
 use crate::cli::{Cli, CloudletArgs};
 use crate::progress::Verbosity;
-
-/// The cloudlet's own address inside the tunnel, where DNS answers.
-const CLOUDLET_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 5, 0, 1);
-/// Keep-alive towards clients, as Sinfonia's tier 2 sets it.
-const SERVER_KEEPALIVE: u16 = 10;
 
 /// Runs `cloudlet` until Ctrl-C.
 pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
@@ -33,107 +24,61 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
-    let data_dir = args.data_dir.clone().map_or_else(default_data_dir, Ok)?;
-    let public_endpoint = args
-        .public_endpoint
-        .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{}", args.wg_listen.port()));
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
+    let config = LocalCloudletConfig {
+        recipes_dir: args.recipes.clone(),
+        listen: args.listen,
+        wg_listen: args.wg_listen,
+        public_endpoint: args.public_endpoint.clone(),
+        data_dir,
+        accel: args.accel.into(),
+        max_vms: args.max_vms,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    };
     if cli.dry_run {
         println!(
             "Would serve the Sinfonia API on http://{} with recipes from {}",
-            args.listen,
-            args.recipes.display()
+            config.listen,
+            config.recipes_dir.display()
         );
         println!(
-            "Would listen for WireGuard on {} (clients told {public_endpoint})",
-            args.wg_listen
+            "Would listen for WireGuard on {} (clients told {})",
+            config.wg_listen,
+            config.public_endpoint()
         );
-        println!("Would keep keys, images and VMs in {}", data_dir.display());
+        println!(
+            "Would keep keys, images and VMs in {}",
+            config.data_dir.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let key = load_or_create_key(&data_dir.join("wireguard.key"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
-    runtime.block_on(serve(args, &data_dir, key, public_endpoint, verbosity))?;
+    runtime.block_on(serve(config, verbosity))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    args: &CloudletArgs,
-    data_dir: &Path,
-    key: [u8; 32],
-    public_endpoint: String,
-    verbosity: Verbosity,
-) -> Result<()> {
-    let server = TunnelServer::start(ServerConfig {
-        private_key: key,
-        listen: args.wg_listen,
-        address: CLOUDLET_ADDRESS,
-        mtu: tunnel::DEFAULT_MTU,
-        keepalive: Some(SERVER_KEEPALIVE),
-    })
-    .await
-    .context("cannot start the WireGuard endpoint")?;
-    let tunnel = server.handle();
-    let backend = LocalBackend::new(data_dir, tunnel.clone(), args.accel.into())
-        .with_context(|| format!("cannot use {}", data_dir.display()))?;
-    let mut config =
-        CloudletConfig::new(&args.recipes, public_endpoint.clone(), tunnel.public_key());
-    config.listen = args.listen;
-    config.max_vms = args.max_vms;
-    config.idle_timeout = Duration::from_secs(args.idle_timeout);
-    let cloudlet = Cloudlet::bind(config, backend)
+async fn serve(config: LocalCloudletConfig, verbosity: Verbosity) -> Result<()> {
+    let recipes = config.recipes_dir.clone();
+    let cloudlet = LocalCloudlet::start(config)
         .await
         .context("cannot start the cloudlet")?;
-    let registry = cloudlet.registry();
-    tunnel.on_activity(move |address| {
-        registry.touch(address);
-    });
     verbosity.status(format!(
-        "Cloudlet ready: API http://{}, WireGuard {} ({public_endpoint}), recipes {}",
-        cloudlet.local_addr(),
-        tunnel.local_addr(),
-        args.recipes.display()
+        "Cloudlet ready: API http://{}, WireGuard {} ({}), recipes {}",
+        cloudlet.api_addr(),
+        cloudlet.wireguard_addr(),
+        cloudlet.public_endpoint(),
+        recipes.display()
     ));
-    let result = cloudlet
+    cloudlet
         .run(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await;
-    server.shutdown().await;
-    result.context("the cloudlet stopped")
-}
-
-fn default_data_dir() -> Result<PathBuf> {
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|dir| Path::new(dir).is_absolute()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").context("HOME is not set: give --data-dir")?;
-            PathBuf::from(home).join(".local/share")
-        }
-    };
-    Ok(base.join("olive2022").join("cloudlet"))
-}
-
-/// The cloudlet's WireGuard key, kept across restarts (clients' cached
-/// deployments name it): a private key in base64, mode 0600.
-fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return decode_key(text.trim())
-            .with_context(|| format!("{} holds no WireGuard key", path.display()));
-    }
-    let pair = KeyPair::generate();
-    let private = pair.secret().to_bytes();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{}", encode_key(&private))?;
-    Ok(private)
+        .await
+        .context("the cloudlet stopped")
 }

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use diskimage::{ConvertOptions, DiskReader, FileRange, InputFormat, Source};
-use vmnetx::domain::{DiskBus, DiskFormat};
+use vmnetx::bus::DiskBus;
+use vmnetx::domain::DiskFormat;
 use vmnetx::package::write::{Compression, PackageContents};
 use vmnetx::package::xml::DomainSpec;
 use vmnetx::package::{self, Manifest};

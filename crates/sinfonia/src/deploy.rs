@@ -18,10 +18,13 @@ use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_path_to_error::Segment;
 use uuid::Uuid;
 
+use crate::deployment::{self as wire, DeploymentStatus};
 use crate::keys::{KeyPair, PublicKey, decode_key};
+use crate::problem::Problem;
 
 /// Default time allowed to connect to tier 1.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +44,8 @@ pub struct Tier1 {
     request_timeout: Duration,
 }
 
-/// What a deploy request answered: the deployment chosen for us.
+/// What a deploy request answered: the deployment chosen for us, checked
+/// (the wire form is [`crate::deployment::Deployment`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
     /// `DeploymentName`: the Kubernetes namespace on the cloudlet.
@@ -51,14 +55,15 @@ pub struct Deployment {
     /// `ApplicationKey`: our public key, as the cloudlet registered it.
     pub application_key: [u8; 32],
     /// `Status`: always `Deployed` (anything else is an error).
-    pub status: String,
+    pub status: DeploymentStatus,
     /// `Created`, as sent.
     pub created: Option<String>,
     /// `TunnelConfig`: how to reach the deployment.
     pub tunnel: TunnelConfig,
 }
 
-/// The WireGuard settings of a deployment.
+/// The WireGuard settings of a deployment, checked (the wire form is
+/// [`crate::deployment::TunnelConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {
     /// `publicKey`: the cloudlet's WireGuard key.
@@ -566,17 +571,11 @@ fn http_error(origin: String, status: u16, content_type: &str, body: &[u8]) -> D
     let mut title = None;
     let mut detail = None;
     if content_type.contains("json")
-        && let Ok(Value::Object(problem)) = serde_json::from_slice::<Value>(body)
+        && let Ok(problem) = serde_json::from_slice::<Problem>(body)
     {
-        let field = |name: &str| {
-            problem
-                .get(name)
-                .and_then(Value::as_str)
-                .map(|s| sanitize(s, 2 * EXCERPT))
-                .filter(|s| !s.is_empty())
-        };
-        title = field("title");
-        detail = field("detail");
+        let shown = |text: &str| Some(sanitize(text, 2 * EXCERPT)).filter(|s| !s.is_empty());
+        title = shown(&problem.title);
+        detail = shown(&problem.detail);
     }
     let excerpt = (title.is_none() && detail.is_none()).then(|| excerpt(content_type, body));
     DeployError::Http {
@@ -715,58 +714,121 @@ fn field_error(field: &str, problem: impl Into<String>) -> DeployError {
     }
 }
 
-fn object<'a>(value: &'a Value, field: &str) -> Result<&'a Map<String, Value>, DeployError> {
-    value
-        .as_object()
-        .ok_or_else(|| field_error(field, format!("is {}, not an object", json_kind(value))))
-}
-
-fn required<'a>(
-    map: &'a Map<String, Value>,
-    prefix: &str,
-    name: &str,
-) -> Result<(&'a Value, String), DeployError> {
-    let path = format!("{prefix}{name}");
-    match map.get(name) {
-        None | Some(Value::Null) => Err(field_error(&path, "is missing")),
-        Some(value) => Ok((value, path)),
+/// Reads one element of the deploy answer into the wire type, then checks
+/// every field we use.
+fn parse_deployment(value: &Value) -> Result<Deployment, DeployError> {
+    if !value.is_object() {
+        return Err(field_error(
+            "deployment",
+            format!("is {}, not an object", json_kind(value)),
+        ));
     }
+    let wire: wire::Deployment = match serde_path_to_error::deserialize(value) {
+        Ok(wire) => wire,
+        // A deployment that is not `Deployed` is reported as such, whatever
+        // else it lacks: an expired one may have no tunnel left.
+        Err(e) => return Err(not_deployed(value).unwrap_or_else(|| shape_error(value, &e))),
+    };
+    if wire.status != DeploymentStatus::Deployed {
+        return Err(DeployError::Status {
+            uuid: wire.uuid,
+            status: wire.status.to_string(),
+        });
+    }
+    check_deployment(wire)
 }
 
-fn string<'a>(value: &'a Value, field: &str) -> Result<&'a str, DeployError> {
-    value
-        .as_str()
-        .ok_or_else(|| field_error(field, format!("is {}, not a string", json_kind(value))))
+/// The status error of an element whose `Status` is a string other than
+/// `Deployed` (known to Sinfonia or not) and whose `UUID` is one.
+fn not_deployed(value: &Value) -> Option<DeployError> {
+    let status = value.get("Status")?.as_str()?;
+    let uuid = Uuid::parse_str(value.get("UUID")?.as_str()?).ok()?;
+    (status != DeploymentStatus::Deployed.as_str()).then(|| DeployError::Status {
+        uuid,
+        status: sanitize(status, 60),
+    })
 }
 
-fn optional_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, DeployError> {
-    match map.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => {
-            let text = string(value, name)?;
-            if text.chars().any(|c| c.is_control() || is_bidi_control(c)) || text.len() > 253 {
-                return Err(field_error(
-                    name,
-                    format!("is not a plain name: \"{}\"", sanitize(text, 60)),
-                ));
-            }
-            Ok(Some(text.to_owned()))
+/// Names the field that does not fit the wire type, and says how, in the
+/// user's terms: `TunnelConfig.dns` is missing, `TunnelConfig.publicKey`
+/// is a number, not a string.
+fn shape_error(
+    value: &Value,
+    error: &serde_path_to_error::Error<serde_json::Error>,
+) -> DeployError {
+    let path = error.path();
+    let field = match path.iter().next() {
+        None => String::new(),
+        Some(_) => path.to_string(),
+    };
+    let message = error.inner().to_string();
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = if field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
+        return field_error(&field, "is missing");
+    }
+    let found = path.iter().try_fold(value, |value, segment| match segment {
+        Segment::Map { key } => value.get(key),
+        Segment::Seq { index } => value.get(index),
+        _ => None,
+    });
+    let expected = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.rsplit_once(", expected "))
+        .map(|(_, expected)| expected);
+    let problem = match (found, expected) {
+        (Some(Value::Null), _) => "is missing".to_owned(),
+        (Some(found), Some(expected)) => {
+            format!("is {}, not {}", json_kind(found), json_noun(expected))
         }
+        // A string of the right type that does not parse (the UUID).
+        (Some(Value::String(text)), None) => {
+            let name = path.iter().next_back().map(ToString::to_string);
+            format!(
+                "is not a {}: \"{}\"",
+                name.unwrap_or_default(),
+                sanitize(text, 60)
+            )
+        }
+        _ => sanitize(&message, EXCERPT),
+    };
+    field_error(&field, problem)
+}
+
+/// What serde expected, as the JSON kind a user knows.
+fn json_noun(expected: &str) -> &str {
+    if expected == "a sequence" {
+        "a list"
+    } else if expected.starts_with("struct ") || expected == "a map" {
+        "an object"
+    } else {
+        expected
     }
 }
 
-fn strings<'a>(value: &'a Value, field: &str) -> Result<Vec<&'a str>, DeployError> {
-    let list = value
-        .as_array()
-        .ok_or_else(|| field_error(field, format!("is {}, not a list", json_kind(value))))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, item)| string(item, &format!("{field}[{i}]")))
-        .collect()
+/// A name or date we show: no control or bidirectional characters, at most
+/// 253 bytes.
+fn plain(text: Option<String>, field: &str) -> Result<Option<String>, DeployError> {
+    match text {
+        Some(text)
+            if text.chars().any(|c| c.is_control() || is_bidi_control(c)) || text.len() > 253 =>
+        {
+            Err(field_error(
+                field,
+                format!("is not a plain name: \"{}\"", sanitize(&text, 60)),
+            ))
+        }
+        text => Ok(text),
+    }
 }
 
-fn key(value: &Value, field: &str) -> Result<[u8; 32], DeployError> {
-    let text = string(value, field)?;
+fn key(text: &str, field: &str) -> Result<[u8; 32], DeployError> {
     decode_key(text).map_err(|e| {
         field_error(
             field,
@@ -775,8 +837,7 @@ fn key(value: &Value, field: &str) -> Result<[u8; 32], DeployError> {
     })
 }
 
-fn ip_nets(value: &Value, field: &str) -> Result<Vec<IpNet>, DeployError> {
-    let items = strings(value, field)?;
+fn ip_nets(items: &[String], field: &str) -> Result<Vec<IpNet>, DeployError> {
     if items.is_empty() {
         return Err(field_error(field, "is empty"));
     }
@@ -790,66 +851,41 @@ fn ip_nets(value: &Value, field: &str) -> Result<Vec<IpNet>, DeployError> {
         .collect()
 }
 
-/// Checks one element of the deploy answer.
-fn parse_deployment(value: &Value) -> Result<Deployment, DeployError> {
-    let map = object(value, "deployment")?;
-    let (uuid, path) = required(map, "", "UUID")?;
-    let uuid_text = string(uuid, &path)?;
-    let uuid = Uuid::parse_str(uuid_text).map_err(|_| {
-        field_error(
-            &path,
-            format!("is not a UUID: \"{}\"", sanitize(uuid_text, 60)),
-        )
-    })?;
-    let (status, path) = required(map, "", "Status")?;
-    let status = string(status, &path)?;
-    if status != "Deployed" {
-        return Err(DeployError::Status {
-            uuid,
-            status: sanitize(status, 60),
-        });
-    }
-    let (application_key, path) = required(map, "", "ApplicationKey")?;
-    let application_key = key(application_key, &path)?;
-    let name = optional_string(map, "DeploymentName")?;
-    let created = optional_string(map, "Created")?;
-
-    let (tunnel, path) = required(map, "", "TunnelConfig")?;
-    let tunnel = object(tunnel, &path)?;
-    let prefix = "TunnelConfig.";
-    let (peer_key, path) = required(tunnel, prefix, "publicKey")?;
-    let peer_public_key = key(peer_key, &path)?;
-    let (endpoint, path) = required(tunnel, prefix, "endpoint")?;
-    let endpoint = string(endpoint, &path)?
+/// Checks the fields of a `Deployed` deployment into our view of it.
+fn check_deployment(wire: wire::Deployment) -> Result<Deployment, DeployError> {
+    let application_key = key(&wire.application_key, "ApplicationKey")?;
+    let name = plain(wire.name, "DeploymentName")?;
+    let created = plain(wire.created, "Created")?;
+    let tunnel = wire.tunnel_config;
+    let peer_public_key = key(&tunnel.public_key, "TunnelConfig.publicKey")?;
+    let endpoint = tunnel
+        .endpoint
         .parse::<Endpoint>()
-        .map_err(|e| field_error(&path, sanitize(&e, EXCERPT)))?;
-    let (allowed_ips, path) = required(tunnel, prefix, "allowedIPs")?;
-    let allowed_ips = ip_nets(allowed_ips, &path)?;
-    let (addresses, path) = required(tunnel, prefix, "address")?;
-    let addresses = ip_nets(addresses, &path)?;
-    let (dns, path) = required(tunnel, prefix, "dns")?;
+        .map_err(|e| field_error("TunnelConfig.endpoint", sanitize(&e, EXCERPT)))?;
+    let allowed_ips = ip_nets(&tunnel.allowed_ips, "TunnelConfig.allowedIPs")?;
+    let addresses = ip_nets(&tunnel.address, "TunnelConfig.address")?;
     let mut dns_servers = Vec::new();
     let mut search_domains = Vec::new();
-    for (i, entry) in strings(dns, &path)?.into_iter().enumerate() {
+    for (i, entry) in tunnel.dns.into_iter().enumerate() {
         if let Ok(ip) = entry.parse::<IpAddr>() {
             dns_servers.push(ip);
-        } else if is_dns_name(entry) {
-            search_domains.push(entry.to_owned());
+        } else if is_dns_name(&entry) {
+            search_domains.push(entry);
         } else {
             return Err(field_error(
-                &format!("{path}[{i}]"),
+                &format!("TunnelConfig.dns[{i}]"),
                 format!(
                     "is neither an IP address nor a domain name: \"{}\"",
-                    sanitize(entry, 60)
+                    sanitize(&entry, 60)
                 ),
             ));
         }
     }
     Ok(Deployment {
         name,
-        uuid,
+        uuid: wire.uuid,
         application_key,
-        status: status.to_owned(),
+        status: wire.status,
         created,
         tunnel: TunnelConfig {
             peer_public_key,

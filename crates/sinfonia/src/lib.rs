@@ -2,6 +2,12 @@
 //!
 //! - [`keys`]: the client's WireGuard key pairs and the key cache shared
 //!   with the Python `sinfonia-tier3`;
+//! - [`deployment`]: the deploy answer on the wire ([`deployment::Deployment`],
+//!   its status and tunnel settings), written by cloudlets, read by clients;
+//! - [`problem`]: the `application/problem+json` error body of every
+//!   endpoint;
+//! - [`tier2`]: the tunnel addresses and keep-alive a tier 2 gives its
+//!   clients;
 //! - [`deploy`]: the deploy request to tier 1 and strict checking of its
 //!   answer;
 //! - [`wireguard`]: a deployment's `wg.conf`, wg-quick config,
@@ -14,8 +20,11 @@
 //! The protocol is described in `docs/sinfonia.md`.
 
 pub mod deploy;
+pub mod deployment;
 pub mod keys;
+pub mod problem;
 pub mod recipe;
+pub mod tier2;
 pub mod vmi;
 pub mod wireguard;
 

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use vmnetx::bus::KubevirtBus;
 
 /// The chart the original olive2022 recipes point at.
 pub const ORIGINAL_CHART: &str = "https://cmusatyalab.github.io/olive2022/vmi";
@@ -43,8 +44,9 @@ pub struct ContainerDisk {
     /// Manifest digest; when set, the image is pulled by digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
-    /// KubeVirt disk bus: `virtio`, `sata`, `scsi` or `usb`.
-    pub bus: String,
+    /// KubeVirt disk bus: `virtio`, `sata`, `scsi` or `usb` (anything else
+    /// is refused when the values are read).
+    pub bus: KubevirtBus,
 }
 
 /// Resource requests.

@@ -44,7 +44,10 @@
 //!   800×600, shared connections, `-noreset`) with its root window painted
 //!   solid red ([`SCREEN_RGB`]) by `xsetroot`.
 //! - The tier-1 stand-in gives every client key one /32 from 10.5.0.0/16
-//!   (from 10.5.0.2 on) and one deployment per fixture
+//!   (from 10.5.0.2 on; the network, the gateway 10.5.0.1 and the 10 s
+//!   server keep-alive are Sinfonia's, from `sinfonia::tier2`), answers
+//!   with `sinfonia::deployment` and `sinfonia::problem` bodies, and gives
+//!   one deployment per fixture
 //!   ([`Cloudlet::deployment_name`]); the same key always gets the same
 //!   address. `allowedIPs` is [`ALLOWED_IPS`], the cluster's service range,
 //!   which holds the DNS server and the VNC service.
@@ -66,12 +69,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use serde_json::json;
+use sinfonia::deployment::{Deployment, DeploymentStatus, TunnelConfig};
+use sinfonia::problem::{PROBLEM_JSON, Problem};
+use sinfonia::tier2::{CLIENT_NETWORK, CLIENT_PREFIX, SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
+use uuid::Uuid;
 
 /// The cloudlet's WireGuard UDP port.
 pub const WG_PORT: u16 = 51820;
-/// The cloudlet's own tunnel address (the clients get /32s in this /16).
-pub const TUNNEL_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
 /// The cluster DNS server (a service address on the namespace's `lo`).
 pub const DNS_SERVER: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 /// The `vmi-vnc` service address (on the namespace's `lo`); VNC on 5900.
@@ -629,7 +633,7 @@ impl Resources {
             ],
         );
         let ns = self.namespace.clone();
-        let address = format!("{TUNNEL_GATEWAY}/16");
+        let address = format!("{TUNNEL_ADDRESS}/{CLIENT_PREFIX}");
         self.ip(&["-n", &ns, "addr", "add", &address, "dev", &wg_interface]);
         self.ip(&["-n", &ns, "link", "set", &wg_interface, "up"]);
         public.trim().to_owned()
@@ -981,8 +985,8 @@ fn serve(
 }
 
 fn problem(status: u16, title: &str, detail: &str) -> (u16, &'static str, String) {
-    let body = json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
-    (status, "application/problem+json", body.to_string())
+    let body = Problem::new(status, title, detail).to_json();
+    (status, PROBLEM_JSON, body)
 }
 
 /// Routes `POST|GET|DELETE /api/v1/deploy/{uuid}/{key}` (GET and DELETE as
@@ -1016,7 +1020,7 @@ fn answer(
             let (address, created) = known.unwrap_or_else(|| {
                 state.next_host += 1;
                 let host = 1 + state.next_host;
-                let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 5, 0, 0)) + host);
+                let address = Ipv4Addr::from(u32::from(CLIENT_NETWORK) + host);
                 (address, rfc3339_now())
             });
             // Again for a known key: the peer may have been removed.
@@ -1025,7 +1029,8 @@ fn answer(
                 .arg(&config.wg)
                 .args(["set", &config.wg_interface, "peer", &key_b64, "allowed-ips"])
                 .arg(format!("{address}/32"))
-                .args(["persistent-keepalive", "10"])
+                .arg("persistent-keepalive")
+                .arg(SERVER_KEEPALIVE_SECS.to_string())
                 .output();
             match added {
                 Ok(output) if output.status.success() => {}
@@ -1073,27 +1078,27 @@ fn deployment_json(
     address: Ipv4Addr,
     created: &str,
 ) -> String {
-    let deployment = &config.deployment;
-    json!([{
-        "DeploymentName": deployment,
-        "UUID": uuid,
-        "ApplicationKey": key,
-        "Status": "Deployed",
-        "Created": created,
-        "TunnelConfig": {
-            "publicKey": config.public_key,
-            "endpoint": config.endpoint.to_string(),
-            "allowedIPs": ALLOWED_IPS,
-            "address": [address.to_string()],
-            "dns": [
+    let name = &config.deployment;
+    let deployment = Deployment {
+        name: Some(name.clone()),
+        uuid: Uuid::parse_str(uuid).unwrap(),
+        application_key: key.to_owned(),
+        status: DeploymentStatus::Deployed,
+        created: Some(created.to_owned()),
+        tunnel_config: TunnelConfig {
+            public_key: config.public_key.clone(),
+            endpoint: config.endpoint.to_string(),
+            allowed_ips: ALLOWED_IPS.iter().map(|ip| ip.to_string()).collect(),
+            address: vec![address.to_string()],
+            dns: vec![
                 DNS_SERVER.to_string(),
-                format!("{deployment}.svc.cluster.local"),
-                "svc.cluster.local",
-                "cluster.local",
+                format!("{name}.svc.cluster.local"),
+                "svc.cluster.local".to_owned(),
+                "cluster.local".to_owned(),
             ],
         },
-    }])
-    .to_string()
+    };
+    serde_json::to_string(&[deployment]).unwrap()
 }
 
 /// A UUID in its hyphenated or plain hex form, or the alias `helloworld`

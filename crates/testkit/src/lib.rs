@@ -16,7 +16,8 @@ pub mod registry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vmnetx::domain::{DiskBus, DiskFormat};
+use vmnetx::bus::DiskBus;
+use vmnetx::domain::DiskFormat;
 use vmnetx::package::Manifest;
 use vmnetx::package::write::{Compression, PackageContents, write_package};
 use vmnetx::package::xml::DomainSpec;

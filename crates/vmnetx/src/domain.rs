@@ -17,18 +17,13 @@
 //! The document comes from an untrusted download, so parsing is strict and
 //! bounded: DTDs are refused (no entity expansion, so no "billion laughs"),
 //! the number of XML nodes is limited, and every number is range-checked
-//! without overflow.
+//! without overflow. vCPUs and memory must be within [`crate::limits`], the
+//! one set of bounds every crate down to the VM runner applies.
 
 use std::fmt;
 
-/// The most vCPUs a domain may ask for.
-pub const MAX_VCPUS: u32 = 512;
-
-/// The least memory a domain may ask for: 1 MiB.
-pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
-
-/// The most memory a domain may ask for: 16 TiB.
-pub const MAX_MEMORY_BYTES: u64 = 16 << 40;
+use crate::bus::DiskBus;
+use crate::limits::{MAX_VCPUS, MIN_VCPUS, MemoryRange, check_memory_bytes, check_vcpus};
 
 /// The memory of a domain without `<memory>`: 65536 KiB, as in the original.
 pub const DEFAULT_MEMORY_BYTES: u64 = 65536 * 1024;
@@ -65,66 +60,6 @@ impl fmt::Display for Shown<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The bus a disk is attached to, as named in `target/@bus` of libvirt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DiskBus {
-    /// IDE (`ide`); libvirt's default for `hd*` targets on x86.
-    Ide,
-    /// SATA (`sata`).
-    Sata,
-    /// Paravirtualised virtio-blk (`virtio`).
-    Virtio,
-    /// SCSI (`scsi`).
-    Scsi,
-    /// USB mass storage (`usb`).
-    Usb,
-}
-
-impl DiskBus {
-    /// Parses a libvirt bus name (`ide`, `sata`, `virtio`, `scsi`, `usb`).
-    pub fn from_libvirt(name: &str) -> Option<DiskBus> {
-        match name {
-            "ide" => Some(DiskBus::Ide),
-            "sata" => Some(DiskBus::Sata),
-            "virtio" => Some(DiskBus::Virtio),
-            "scsi" => Some(DiskBus::Scsi),
-            "usb" => Some(DiskBus::Usb),
-            _ => None,
-        }
-    }
-
-    /// The libvirt name of this bus.
-    pub fn libvirt(&self) -> &'static str {
-        match self {
-            DiskBus::Ide => "ide",
-            DiskBus::Sata => "sata",
-            DiskBus::Virtio => "virtio",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Usb => "usb",
-        }
-    }
-
-    /// The KubeVirt disk bus to use for this bus.
-    ///
-    /// KubeVirt offers `virtio`, `sata`, `scsi` and `usb` but no IDE: an IDE
-    /// disk becomes `sata`, which guests of the IDE era handle through AHCI's
-    /// legacy mode or their own drivers far more often than virtio.
-    pub fn kubevirt(&self) -> &'static str {
-        match self {
-            DiskBus::Ide | DiskBus::Sata => "sata",
-            DiskBus::Virtio => "virtio",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Usb => "usb",
-        }
-    }
-}
-
-impl fmt::Display for DiskBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.libvirt())
     }
 }
 
@@ -171,8 +106,8 @@ pub enum DomainError {
     /// The root element is not `<domain>`.
     #[error("not a libvirt domain: root element is <{}>, expected <domain>", Shown(.0))]
     NotDomain(String),
-    /// `<vcpu>` is not a number in `1..=512`.
-    #[error("invalid <vcpu> `{}`: expected a whole number from 1 to {MAX_VCPUS}", Shown(.0))]
+    /// `<vcpu>` is not a number within [`crate::limits`].
+    #[error("invalid <vcpu> `{}`: expected a whole number from {MIN_VCPUS} to {MAX_VCPUS}", Shown(.0))]
     Vcpu(String),
     /// `<memory>` is not a non-negative whole number.
     #[error("invalid <memory> value `{}`: expected a whole number", Shown(.0))]
@@ -180,8 +115,8 @@ pub enum DomainError {
     /// The `unit` of `<memory>` is not a libvirt unit.
     #[error("invalid <memory> unit `{}`", Shown(.0))]
     MemoryUnit(String),
-    /// The memory is below 1 MiB or above 16 TiB (or overflows).
-    #[error("<memory> of {value} {} is out of range (1 MiB to 16 TiB)", Shown(.unit))]
+    /// The memory is outside [`crate::limits`] (or overflows).
+    #[error("<memory> of {value} {} is out of range ({MemoryRange})", Shown(.unit))]
     MemoryRange {
         /// The number as written.
         value: String,
@@ -204,7 +139,8 @@ pub struct Domain {
     /// Memory in bytes (`/domain/memory` with its `unit`, default 65536 KiB).
     pub memory_bytes: u64,
     /// Bus of the first hard disk (`target/@bus`; default from the target
-    /// device name as libvirt does, else IDE).
+    /// device name as libvirt does, else IDE); [`DiskBus::kubevirt`] gives
+    /// the recipe's.
     pub disk_bus: DiskBus,
     /// Format of the first hard disk (`driver/@type`), if stated.
     pub disk_format: Option<DiskFormat>,
@@ -340,7 +276,7 @@ fn parse_vcpus(text: &str) -> Result<u32, DomainError> {
     let text = text.trim();
     parse_digits(text)
         .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| (1..=MAX_VCPUS).contains(n))
+        .and_then(|n| check_vcpus(n).ok())
         .ok_or_else(|| DomainError::Vcpu(text.to_owned()))
 }
 
@@ -383,7 +319,7 @@ fn parse_memory(text: &str, unit: Option<&str>) -> Result<u64, DomainError> {
     // All digits: a parse failure can only be an overflow, i.e. out of range.
     parse_digits(text)
         .and_then(|value| value.checked_mul(scale))
-        .filter(|bytes| (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(bytes))
+        .and_then(|bytes| check_memory_bytes(bytes).ok())
         .ok_or_else(|| DomainError::MemoryRange {
             value: text.to_owned(),
             unit: unit_name.to_owned(),

@@ -10,7 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vmnetx::domain::{DiskBus, DiskFormat, Domain, DomainError};
+use vmnetx::bus::DiskBus;
+use vmnetx::domain::{DiskFormat, Domain, DomainError};
 use vmnetx::package::{DiskMember, Package, PackageError};
 use vmnetx::reference::{ReferenceError, looks_like_reference, parse_reference};
 use zip::CompressionMethod;
@@ -735,7 +736,7 @@ fn invalid_domain_in_package_names_the_member() {
     let domain = DOMAIN.replace("<vcpu>2</vcpu>", "<vcpu>0</vcpu>");
     assert_eq!(
         domain_err(dir.path(), &domain),
-        "invalid domain description `domain.xml`: invalid <vcpu> `0`: expected a whole number from 1 to 512"
+        "invalid domain description `domain.xml`: invalid <vcpu> `0`: expected a whole number from 1 to 64"
     );
     assert_contains(
         &domain_err(dir.path(), "<domain"),
@@ -969,10 +970,12 @@ fn vcpus(text: &str) -> Result<u32, DomainError> {
 fn vcpu_counts() {
     assert_eq!(vcpus("1").unwrap(), 1);
     assert_eq!(vcpus(" 4\n").unwrap(), 4);
-    assert_eq!(vcpus("512").unwrap(), 512);
+    // Bounds: vmnetx::limits, 1 to 64.
+    assert_eq!(vcpus("64").unwrap(), 64);
     for bad in [
         "-1",
         "0",
+        "65",
         "513",
         "99999999999",
         "18446744073709551616",
@@ -986,7 +989,7 @@ fn vcpu_counts() {
         assert!(matches!(error, DomainError::Vcpu(_)), "{bad}: {error}");
         assert_eq!(
             error.to_string(),
-            format!("invalid <vcpu> `{bad}`: expected a whole number from 1 to 512")
+            format!("invalid <vcpu> `{bad}`: expected a whole number from 1 to 64")
         );
     }
 }
@@ -1000,46 +1003,49 @@ fn memory(value: &str, unit: Option<&str>) -> Result<u64, DomainError> {
 #[test]
 fn memory_with_every_unit() {
     let table: &[(&str, &str, u64)] = &[
-        ("b", "2097152", 2 << 20),
-        ("bytes", "2097152", 2 << 20),
-        ("byte", "2097152", 2 << 20),
-        ("KB", "2000", 2_000_000),
-        ("k", "2048", 2 << 20),
-        ("K", "2048", 2 << 20),
-        ("KiB", "2048", 2 << 20),
-        ("MB", "3", 3_000_000),
-        ("M", "3", 3 << 20),
-        ("MiB", "3", 3 << 20),
+        ("b", "20971520", 20 << 20),
+        ("bytes", "20971520", 20 << 20),
+        ("byte", "20971520", 20 << 20),
+        ("KB", "20000", 20_000_000),
+        ("k", "20480", 20 << 20),
+        ("K", "20480", 20 << 20),
+        ("KiB", "20480", 20 << 20),
+        ("MB", "30", 30_000_000),
+        ("M", "30", 30 << 20),
+        ("MiB", "30", 30 << 20),
         ("GB", "5", 5_000_000_000),
         ("G", "5", 5 << 30),
         ("GiB", "5", 5 << 30),
-        ("TB", "2", 2_000_000_000_000),
-        ("T", "2", 2 << 40),
-        ("TiB", "2", 2 << 40),
+        ("TB", "1", 1_000_000_000_000),
+        ("T", "1", 1 << 40),
+        ("TiB", "1", 1 << 40),
         // libvirt compares units case-insensitively.
-        ("mib", "7", 7 << 20),
+        ("mib", "70", 70 << 20),
         ("gb", "1", 1_000_000_000),
-        ("Mb", "2", 2_000_000),
-        ("BYTES", "1048576", 1 << 20),
+        ("Mb", "20", 20_000_000),
+        ("BYTES", "16777216", 16 << 20),
     ];
     for &(unit, value, bytes) in table {
         assert_eq!(memory(value, Some(unit)).unwrap(), bytes, "{value} {unit}");
     }
     // No unit: KiB.
     assert_eq!(memory("524288", None).unwrap(), 512 << 20);
-    assert_eq!(memory(" 1024 ", None).unwrap(), 1 << 20);
+    assert_eq!(memory(" 16384 ", None).unwrap(), 16 << 20);
 }
 
 #[test]
 fn memory_limits_and_errors() {
-    // Bounds: 1 MiB to 16 TiB inclusive.
-    assert_eq!(memory("1", Some("MiB")).unwrap(), 1 << 20);
-    assert_eq!(memory("16", Some("TiB")).unwrap(), 16 << 40);
+    // Bounds: vmnetx::limits, 16 MiB to 1 TiB inclusive.
+    assert_eq!(memory("16", Some("MiB")).unwrap(), 16 << 20);
+    assert_eq!(memory("1", Some("TiB")).unwrap(), 1 << 40);
     for (value, unit) in [
         ("0", None),
         ("0", Some("GiB")),
         ("1023", None),
         ("1048575", Some("b")),
+        ("16383", None),
+        ("1025", Some("GiB")),
+        ("2", Some("TiB")),
         ("17", Some("TiB")),
         ("16385", Some("GiB")),
         ("1", Some("PiB")),
@@ -1058,7 +1064,7 @@ fn memory_limits_and_errors() {
     }
     assert_eq!(
         memory("0", None).unwrap_err().to_string(),
-        "<memory> of 0 KiB is out of range (1 MiB to 16 TiB)"
+        "<memory> of 0 KiB is out of range (16 MiB to 1 TiB)"
     );
     for unit in ["XB", "KiBs", "kib ", "", "iB", "Ki", "B2", "kB2", "bits"] {
         let error = memory("1024", Some(unit)).unwrap_err();
@@ -1089,10 +1095,10 @@ fn memory_mib_rounds_up() {
         .unwrap()
         .memory_mib()
     };
-    assert_eq!(mib(1 << 20), 1);
-    assert_eq!(mib((1 << 20) + 1), 2);
-    assert_eq!(mib(3 << 20), 3);
-    assert_eq!(mib((3 << 20) - 1), 3);
+    assert_eq!(mib(16 << 20), 16);
+    assert_eq!(mib((16 << 20) + 1), 17);
+    assert_eq!(mib(18 << 20), 18);
+    assert_eq!(mib((18 << 20) - 1), 18);
     // Defect 3 of the original: 256 MiB must not become 0.
     let domain = Domain::parse("<domain><memory unit='MiB'>256</memory></domain>").unwrap();
     assert_eq!(domain.memory_mib(), 256);

@@ -22,6 +22,10 @@
 //!   overlay and the other files the VM left in its work directory.
 //!   Dropping a [`RunningVm`] does the same.
 //!
+//! The spec's disk bus is the recipe's ([`vmnetx::bus::KubevirtBus`]) and
+//! its vCPUs and memory are checked against [`vmnetx::limits`], the bounds
+//! every crate from `domain.xml` on applies.
+//!
 //! Commands are built from argument lists, never from shell strings.
 //! [`cleanup_leftovers`] ends the QEMU processes and removes the overlays
 //! that a previous run of the cloudlet left under its data directory.
@@ -42,6 +46,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use vmnetx::bus::KubevirtBus;
+use vmnetx::limits::{check_memory_mib, check_vcpus};
 
 use self::qmp::Qmp;
 
@@ -71,10 +77,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long QEMU may take to answer `quit`.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most vCPUs a VM may have.
-pub const MAX_VCPUS: u32 = 64;
-/// The least memory a VM may have, in MiB.
-pub const MIN_MEMORY_MIB: u64 = 16;
 /// A Unix socket path must fit `sun_path` (108 bytes with its NUL).
 const SOCKET_PATH_MAX: usize = 107;
 
@@ -83,12 +85,13 @@ const SOCKET_PATH_MAX: usize = 107;
 pub struct VmSpec {
     /// The cached qcow2 disk; opened read-only, never modified.
     pub disk: PathBuf,
-    /// vCPUs (1 to [`MAX_VCPUS`]).
+    /// vCPUs (within [`vmnetx::limits`]).
     pub vcpus: u32,
-    /// Memory in MiB ([`MIN_MEMORY_MIB`] up to the host's memory).
+    /// Memory in MiB (within [`vmnetx::limits`], and no more than the
+    /// host's memory).
     pub memory_mib: u64,
-    /// The disk bus as recipes name it: `virtio`, `sata`, `scsi` or `usb`.
-    pub bus: String,
+    /// The disk bus, as the recipe names it.
+    pub bus: KubevirtBus,
     /// QEMU machine type (`pc`, `q35`, `pc-i440fx-7.2`, …); QEMU's default
     /// (`pc`) when `None`.
     pub machine: Option<String>,
@@ -108,47 +111,11 @@ impl VmSpec {
             disk: disk.into(),
             vcpus: 1,
             memory_mib: 256,
-            bus: "virtio".into(),
+            bus: KubevirtBus::Virtio,
             machine: None,
             network: false,
             work_dir: work_dir.into(),
             accel: Accel::Auto,
-        }
-    }
-}
-
-/// The disk bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bus {
-    /// `virtio-blk-pci`.
-    Virtio,
-    /// `ide-hd` on an `ich9-ahci` controller.
-    Sata,
-    /// `scsi-hd` on a `virtio-scsi-pci` controller.
-    Scsi,
-    /// `usb-storage` on a `qemu-xhci` controller.
-    Usb,
-}
-
-impl Bus {
-    /// Parses a recipe's bus name.
-    pub fn parse(name: &str) -> Option<Bus> {
-        match name {
-            "virtio" => Some(Bus::Virtio),
-            "sata" => Some(Bus::Sata),
-            "scsi" => Some(Bus::Scsi),
-            "usb" => Some(Bus::Usb),
-            _ => None,
-        }
-    }
-
-    /// The recipe's name of the bus.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bus::Virtio => "virtio",
-            Bus::Sata => "sata",
-            Bus::Scsi => "scsi",
-            Bus::Usb => "usb",
         }
     }
 }
@@ -256,14 +223,14 @@ pub struct RunningVm {
     pid: u32,
     vnc: SocketAddr,
     accel: Accel,
-    bus: Bus,
+    bus: KubevirtBus,
     work_dir: PathBuf,
     qmp: Mutex<Option<Qmp>>,
 }
 
 /// Checks `spec` and starts its VM; see the crate documentation.
 pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
-    let bus = check_spec(spec)?;
+    check_spec(spec)?;
     let accel = spec.accel.resolve();
     let disk = verify_disk(&spec.disk)?;
     let work_dir = prepare_work_dir(&spec.work_dir)?;
@@ -281,7 +248,7 @@ pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
     }
     create_overlay(&disk, &overlay)?;
     let log = File::create(work_dir.join(LOG)).map_err(io_error("creating the QEMU log"))?;
-    let args = qemu_args(spec, bus, accel, &disk, &work_dir);
+    let args = qemu_args(spec, accel, &disk, &work_dir);
     let spawned = Command::new(QEMU)
         .args(&args)
         .current_dir(&work_dir)
@@ -301,7 +268,7 @@ pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
         child: Some(child),
         vnc: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         accel,
-        bus,
+        bus: spec.bus,
         work_dir,
         qmp: Mutex::new(None),
     };
@@ -329,7 +296,7 @@ impl RunningVm {
     }
 
     /// The disk bus.
-    pub fn bus(&self) -> Bus {
+    pub fn bus(&self) -> KubevirtBus {
         self.bus
     }
 
@@ -461,22 +428,15 @@ fn lock(qmp: &Mutex<Option<Qmp>>) -> std::sync::MutexGuard<'_, Option<Qmp>> {
     qmp.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn check_spec(spec: &VmSpec) -> Result<Bus, VmError> {
+fn check_spec(spec: &VmSpec) -> Result<(), VmError> {
     let invalid = |message: String| Err(VmError::InvalidSpec(message));
-    let Some(bus) = Bus::parse(&spec.bus) else {
+    check_vcpus(spec.vcpus).map_err(|e| VmError::InvalidSpec(e.to_string()))?;
+    check_memory_mib(spec.memory_mib).map_err(|e| VmError::InvalidSpec(e.to_string()))?;
+    if let Some(host) = host_memory_mib()
+        && spec.memory_mib > host
+    {
         return invalid(format!(
-            "unsupported disk bus {:?} (expected virtio, sata, scsi or usb)",
-            spec.bus
-        ));
-    };
-    if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
-        return invalid(format!("{} vCPUs: expected 1 to {MAX_VCPUS}", spec.vcpus));
-    }
-    let host_mib = host_memory_mib();
-    if spec.memory_mib < MIN_MEMORY_MIB || host_mib.is_some_and(|host| spec.memory_mib > host) {
-        let most = host_mib.map_or("the host's memory".to_owned(), |mib| format!("{mib} MiB"));
-        return invalid(format!(
-            "{} MiB of memory: expected {MIN_MEMORY_MIB} MiB to {most}",
+            "{} MiB of memory: more than the host's {host} MiB",
             spec.memory_mib
         ));
     }
@@ -490,7 +450,7 @@ fn check_spec(spec: &VmSpec) -> Result<Bus, VmError> {
             return invalid(format!("invalid machine type {machine:?}"));
         }
     }
-    Ok(bus)
+    Ok(())
 }
 
 /// The host's memory in MiB (`MemTotal` of `/proc/meminfo`).
@@ -626,13 +586,7 @@ fn create_overlay(disk: &Path, overlay: &Path) -> Result<(), VmError> {
 
 /// QEMU's arguments for `spec` (paths absolute, the work directory
 /// canonical).
-pub fn qemu_args(
-    spec: &VmSpec,
-    bus: Bus,
-    accel: Accel,
-    disk: &Path,
-    work_dir: &Path,
-) -> Vec<OsString> {
+pub fn qemu_args(spec: &VmSpec, accel: Accel, disk: &Path, work_dir: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-name", "olive2022-vm", "-nodefaults", "-no-user-config"]);
@@ -667,21 +621,21 @@ pub fn qemu_args(
     });
     push(&["-blockdev", &blockdev.to_string()]);
     let device = "drive=disk0,id=vmdisk,bootindex=1";
-    match bus {
-        Bus::Virtio => push(&["-device", &format!("virtio-blk-pci,{device}")]),
-        Bus::Sata => push(&[
+    match spec.bus {
+        KubevirtBus::Virtio => push(&["-device", &format!("virtio-blk-pci,{device}")]),
+        KubevirtBus::Sata => push(&[
             "-device",
             "ich9-ahci,id=ahci0",
             "-device",
             &format!("ide-hd,bus=ahci0.0,{device}"),
         ]),
-        Bus::Scsi => push(&[
+        KubevirtBus::Scsi => push(&[
             "-device",
             "virtio-scsi-pci,id=scsi0",
             "-device",
             &format!("scsi-hd,bus=scsi0.0,{device}"),
         ]),
-        Bus::Usb => push(&["-device", &format!("usb-storage,bus=xhci0.0,{device}")]),
+        KubevirtBus::Usb => push(&["-device", &format!("usb-storage,bus=xhci0.0,{device}")]),
     }
     if spec.network {
         push(&["-nic", "user,model=e1000"]);
@@ -922,10 +876,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn args_of(spec: &VmSpec, bus: Bus) -> Vec<String> {
-        qemu_args(
-            spec,
+    fn args_of(spec: &VmSpec, bus: KubevirtBus) -> Vec<String> {
+        let spec = VmSpec {
             bus,
+            ..spec.clone()
+        };
+        qemu_args(
+            &spec,
             Accel::Tcg,
             Path::new("/cache/a,b/disk.qcow2"),
             Path::new("/run/vm,1"),
@@ -946,13 +903,16 @@ mod tests {
     fn command_line_per_bus() {
         let spec = VmSpec::new("/d", "/w");
         let cases = [
-            (Bus::Virtio, vec!["virtio-blk-pci,drive=disk0"]),
-            (Bus::Sata, vec!["ich9-ahci,id=ahci0", "ide-hd,bus=ahci0.0"]),
+            (KubevirtBus::Virtio, vec!["virtio-blk-pci,drive=disk0"]),
             (
-                Bus::Scsi,
+                KubevirtBus::Sata,
+                vec!["ich9-ahci,id=ahci0", "ide-hd,bus=ahci0.0"],
+            ),
+            (
+                KubevirtBus::Scsi,
                 vec!["virtio-scsi-pci,id=scsi0", "scsi-hd,bus=scsi0.0"],
             ),
-            (Bus::Usb, vec!["usb-storage,bus=xhci0.0"]),
+            (KubevirtBus::Usb, vec!["usb-storage,bus=xhci0.0"]),
         ];
         for (bus, wanted) in cases {
             let args = args_of(&spec, bus);
@@ -974,7 +934,7 @@ mod tests {
         let mut spec = VmSpec::new("/d", "/w");
         spec.network = true;
         spec.machine = Some("q35".into());
-        let args = args_of(&spec, Bus::Virtio);
+        let args = args_of(&spec, KubevirtBus::Virtio);
         assert_eq!(
             value_after(&args, "-qmp"),
             ["unix:/run/vm,,1/qmp.sock,server=on,wait=off"]
@@ -1014,7 +974,6 @@ mod tests {
         let base = VmSpec::new("/d", "/w");
         type Change = Box<dyn Fn(&mut VmSpec)>;
         let cases: Vec<(&str, Change)> = vec![
-            ("bus", Box::new(|s| s.bus = "ide".into())),
             ("vCPUs", Box::new(|s| s.vcpus = 0)),
             ("vCPUs", Box::new(|s| s.vcpus = 1000)),
             ("memory", Box::new(|s| s.memory_mib = 1)),
@@ -1031,6 +990,8 @@ mod tests {
             let error = check_spec(&spec).unwrap_err().to_string();
             assert!(error.contains(what), "{what}: {error}");
         }
-        assert_eq!(check_spec(&base).unwrap(), Bus::Virtio);
+        check_spec(&base).unwrap();
+        // A bus outside KubeVirt's four cannot even be named in a spec.
+        assert_eq!(KubevirtBus::parse("ide"), None);
     }
 }

@@ -157,7 +157,8 @@ mod tests {
     use std::io::SeekFrom;
 
     use super::*;
-    use crate::domain::{DiskBus, DiskFormat, Domain};
+    use crate::bus::DiskBus;
+    use crate::domain::{DiskFormat, Domain};
     use crate::package::xml::DomainSpec;
     use crate::package::{DiskMember, Package, PackageError};
 

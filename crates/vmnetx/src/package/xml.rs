@@ -9,7 +9,8 @@
 use std::fmt::Write as _;
 
 use super::{Manifest, NAMESPACE};
-use crate::domain::{DiskBus, DiskFormat};
+use crate::bus::DiskBus;
+use crate::domain::DiskFormat;
 
 /// The manifest document for `manifest`.
 pub fn manifest_xml(manifest: &Manifest) -> String {

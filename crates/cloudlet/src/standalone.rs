@@ -1,0 +1,175 @@
+//! The whole single-machine cloudlet in one call: its WireGuard endpoint,
+//! the QEMU backend and the Sinfonia API, wired together.
+//!
+//! [`LocalCloudlet::start`] loads (or creates) the cloudlet's key in its
+//! data directory, starts the user-space tunnel server at Sinfonia's tier-2
+//! address and keep-alive ([`sinfonia::tier2`]), builds the
+//! [`LocalBackend`] on it, binds the API and lets tunnel traffic extend
+//! leases. [`LocalCloudlet::run`] serves until told to stop, then releases
+//! every deployment and shuts the tunnel down. A front end only has to
+//! fill in a [`LocalCloudletConfig`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sinfonia::tier2::{SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
+use tunnel::server::{ServerConfig, TunnelServer};
+use vmrunner::Accel;
+
+use crate::config::CloudletConfig;
+use crate::data_dir::{DataDirError, KEY_FILE, load_or_create_key};
+use crate::local::LocalBackend;
+use crate::server::{Cloudlet, ServeError};
+
+/// What the single-machine cloudlet needs to start.
+#[derive(Debug, Clone)]
+pub struct LocalCloudletConfig {
+    /// The recipe directory (`<uuid>.yaml`).
+    pub recipes_dir: PathBuf,
+    /// Where the Sinfonia API listens.
+    pub listen: SocketAddr,
+    /// The WireGuard endpoint's UDP address.
+    pub wg_listen: SocketAddr,
+    /// The endpoint clients are told to use; `127.0.0.1` and the port of
+    /// `wg_listen` when `None`.
+    pub public_endpoint: Option<String>,
+    /// Where the key, the image cache and the VMs are kept (created if
+    /// missing).
+    pub data_dir: PathBuf,
+    /// How QEMU runs the VMs.
+    pub accel: Accel,
+    /// Most VMs running at once.
+    pub max_vms: usize,
+    /// A VM without traffic this long is stopped.
+    pub idle_timeout: Duration,
+}
+
+impl LocalCloudletConfig {
+    /// The endpoint clients are told to use, as configured (with port 0,
+    /// the started cloudlet's [`LocalCloudlet::public_endpoint`] has the
+    /// port actually bound).
+    pub fn public_endpoint(&self) -> String {
+        self.public_endpoint
+            .clone()
+            .unwrap_or_else(|| loopback_endpoint(self.wg_listen.port()))
+    }
+}
+
+/// The default endpoint: the WireGuard port on loopback.
+fn loopback_endpoint(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// Why the cloudlet did not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created.
+    #[error("cannot create {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key cannot be read or written.
+    #[error(transparent)]
+    Key(#[from] DataDirError),
+    /// The WireGuard endpoint did not start.
+    #[error("cannot start the WireGuard endpoint: {0}")]
+    Tunnel(#[from] tunnel::TunnelError),
+    /// The API did not start, or failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A started single-machine cloudlet; [`LocalCloudlet::run`] serves it.
+pub struct LocalCloudlet {
+    cloudlet: Cloudlet<LocalBackend>,
+    tunnel: TunnelServer,
+    public_endpoint: String,
+}
+
+impl LocalCloudlet {
+    /// Starts the tunnel server, the backend and the API (bound, not yet
+    /// serving). Must be called inside a multi-threaded Tokio runtime.
+    pub async fn start(config: LocalCloudletConfig) -> Result<LocalCloudlet, StartError> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
+        let tunnel = TunnelServer::start(ServerConfig {
+            private_key: key,
+            listen: config.wg_listen,
+            address: TUNNEL_ADDRESS,
+            mtu: tunnel::DEFAULT_MTU,
+            keepalive: Some(SERVER_KEEPALIVE_SECS),
+        })
+        .await?;
+        let handle = tunnel.handle();
+        let backend =
+            LocalBackend::new(data_dir, handle.clone(), config.accel).map_err(|source| {
+                StartError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                }
+            })?;
+        let public_endpoint = config
+            .public_endpoint
+            .clone()
+            .unwrap_or_else(|| loopback_endpoint(handle.local_addr().port()));
+        let mut api = CloudletConfig::new(
+            &config.recipes_dir,
+            public_endpoint.clone(),
+            handle.public_key(),
+        );
+        api.listen = config.listen;
+        api.max_vms = config.max_vms;
+        api.idle_timeout = config.idle_timeout;
+        let cloudlet = match Cloudlet::bind(api, backend).await {
+            Ok(cloudlet) => cloudlet,
+            Err(e) => {
+                tunnel.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        let registry = cloudlet.registry();
+        handle.on_activity(move |address| {
+            registry.touch(address);
+        });
+        Ok(LocalCloudlet {
+            cloudlet,
+            tunnel,
+            public_endpoint,
+        })
+    }
+
+    /// The API's address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.cloudlet.local_addr()
+    }
+
+    /// The WireGuard endpoint's UDP address.
+    pub fn wireguard_addr(&self) -> SocketAddr {
+        self.tunnel.local_addr()
+    }
+
+    /// The endpoint clients are told to use.
+    pub fn public_endpoint(&self) -> &str {
+        &self.public_endpoint
+    }
+
+    /// Serves until `shutdown` completes; then releases every deployment
+    /// (peers removed, VMs stopped) and stops the tunnel.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let served = self.cloudlet.run(shutdown).await;
+        self.tunnel.shutdown().await;
+        Ok(served?)
+    }
+}
