@@ -191,6 +191,11 @@ pub struct CloudletArgs {
     /// KVM, or always emulation (TCG).
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
+    /// Once ready, print the addresses bound as one JSON line on standard
+    /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
+    /// process ask for port 0 and learn the port (no bind-and-release race).
+    #[arg(long, hide = true)]
+    pub announce: bool,
 }
 
 /// QEMU accelerators of `--accel`.

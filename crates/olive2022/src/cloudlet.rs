@@ -8,6 +8,7 @@
 //! Single machine by design; beyond one, the same recipes, images and
 //! clients work with real Sinfonia + Kubernetes + KubeVirt.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -59,11 +60,11 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
-    runtime.block_on(serve(config, verbosity))?;
+    runtime.block_on(serve(config, args.announce, verbosity))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: LocalCloudletConfig, verbosity: Verbosity) -> Result<()> {
+async fn serve(config: LocalCloudletConfig, announce: bool, verbosity: Verbosity) -> Result<()> {
     let recipes = config.recipes_dir.clone();
     let cloudlet = LocalCloudlet::start(config)
         .await
@@ -75,6 +76,16 @@ async fn serve(config: LocalCloudletConfig, verbosity: Verbosity) -> Result<()> 
         cloudlet.public_endpoint(),
         recipes.display()
     ));
+    if announce {
+        let line = serde_json::json!({
+            "api": cloudlet.api_addr().to_string(),
+            "wireguard": cloudlet.wireguard_addr().to_string(),
+        });
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .context("cannot announce the cloudlet's addresses")?;
+    }
     cloudlet
         .run(async {
             let _ = tokio::signal::ctrl_c().await;

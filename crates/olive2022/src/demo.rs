@@ -19,8 +19,8 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -481,33 +481,39 @@ impl CloudletChild {
         data_dir: &Path,
         accel: AccelArg,
     ) -> Result<CloudletChild> {
-        let api = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()?));
-        let wireguard = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()?));
         std::fs::create_dir_all(data_dir)?;
-        let child = Command::new(exe)
-            .args([quiet_child(cli), "cloudlet", "--listen", &api.to_string()])
-            .args(["--wg-listen", &wireguard.to_string()])
+        // Port 0: the cloudlet binds free ports itself and announces them.
+        let mut child = Command::new(exe)
+            .args([quiet_child(cli), "cloudlet", "--announce"])
+            .args(["--listen", "127.0.0.1:0", "--wg-listen", "127.0.0.1:0"])
             .args(["--accel", accel.name()])
             .arg("--recipes")
             .arg(recipes)
             .arg("--data-dir")
             .arg(data_dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .context("cannot run olive2022 cloudlet")?;
+        let stdout = child.stdout.take().context("no pipe from the cloudlet")?;
+        let (sender, announced) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
         let mut cloudlet = CloudletChild {
             child: Some(child),
             data_dir: data_dir.to_owned(),
-            api,
-            wireguard,
+            api: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            wireguard: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         };
-        cloudlet.wait_ready()?;
+        cloudlet.wait_ready(&announced)?;
         Ok(cloudlet)
     }
 
-    /// Waits until `GET /api/v1/cloudlets/` answers 200.
-    fn wait_ready(&mut self) -> Result<()> {
+    /// Waits for the cloudlet's announcement of its addresses.
+    fn wait_ready(&mut self, announced: &std::sync::mpsc::Receiver<String>) -> Result<()> {
         let deadline = Instant::now() + CLOUDLET_START_TIMEOUT;
         loop {
             if let Some(child) = &mut self.child
@@ -517,17 +523,31 @@ impl CloudletChild {
                 bail!("olive2022 cloudlet exited ({status}) before it was ready");
             }
             interrupted()?;
-            if api_answers(self.api) {
-                return Ok(());
+            match announced.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let addresses: Announcement =
+                        serde_json::from_str(&line).with_context(|| {
+                            format!(
+                                "the cloudlet announced {:?}, not its addresses",
+                                line.trim()
+                            )
+                        })?;
+                    self.api = addresses.api;
+                    self.wireguard = addresses.wireguard;
+                    return Ok(());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // The pipe closed: the child is exiting; try_wait says why.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the cloudlet's API (http://{}) did not answer within {} s",
-                    self.api,
+                    "the cloudlet did not announce its addresses within {} s",
                     CLOUDLET_START_TIMEOUT.as_secs()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -578,32 +598,11 @@ impl Drop for CloudletChild {
     }
 }
 
-fn free_tcp_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free TCP port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn free_udp_port() -> Result<u16> {
-    let socket =
-        UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free UDP port")?;
-    Ok(socket.local_addr()?.port())
-}
-
-/// Whether `GET /api/v1/cloudlets/` on `api` answers 200.
-fn api_answers(api: SocketAddr) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            stream,
-            "GET /api/v1/cloudlets/ HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut status = [0u8; 12];
-        stream.read_exact(&mut status)?;
-        Ok(status.starts_with(b"HTTP/1.") && &status[8..] == b" 200")
-    };
-    attempt().unwrap_or(false)
+/// What `olive2022 cloudlet --announce` prints once ready.
+#[derive(serde::Deserialize)]
+struct Announcement {
+    api: SocketAddr,
+    wireguard: SocketAddr,
 }
 
 /// How the launch ended.
