@@ -15,7 +15,7 @@ use super::client::describe_io;
 /// Why a download failed. URLs in messages never show a query string.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// [`Progress::cancelled`] asked to stop.
+    /// [`Progress::cancelled`](super::Progress::cancelled) asked to stop.
     #[error("download cancelled")]
     Cancelled,
     /// The URL could not be parsed.
