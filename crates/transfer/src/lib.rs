@@ -1,5 +1,6 @@
 //! What every long transfer shares, whichever protocol it speaks: the
-//! progress it reports ([`Progress`]) and when it tries again ([`Retries`]).
+//! progress it reports ([`Progress`]), when it tries again ([`Retries`]),
+//! and, for HTTP downloads, one resumable ranged GET ([`ranged`]).
 //!
 //! The VMNetX package download (`vmnetx::fetch`) and the registry client's
 //! blob and manifest transfers (`containerdisk::registry`) both report to a
@@ -9,136 +10,25 @@
 //! that made progress since its last failure starts counting again, so a
 //! long one over a flaky link still completes.
 //!
-//! This crate has no dependencies and sits left of every other one.
+//! Both downloads (a package into a file, a blob into a hashing stream) go
+//! through [`ranged::RangedGet`]: the `Range`/`If-Range` resume, the checks
+//! of `200` against `206` and of `Content-Range`, the size checks in both
+//! directions, the idle timeout, cancellation and progress live there once;
+//! the caller only says how to send the request and what a failure means
+//! to its users ([`ranged::Origin`]).
+//!
+//! The room:
+//!
+//! - `progress`: [`Progress`], [`NoProgress`];
+//! - `retry`: [`Retries`], [`Backoff`];
+//! - [`ranged`]: the resumable ranged GET and its [`ranged::RangedError`].
+//!
+//! This crate sits left of every other one; it depends only on the HTTP
+//! client (`reqwest`, blocking) and `thiserror`.
 
-use std::error::Error;
-use std::time::Duration;
+mod progress;
+pub mod ranged;
+mod retry;
 
-/// Hears how a transfer goes (progress bars, Ctrl-C).
-pub trait Progress {
-    /// The transfer starts at byte 0, with this total size if known.
-    ///
-    /// A download calls it again if it has to start over from byte 0.
-    fn start(&mut self, total: Option<u64>);
-    /// This many more bytes are done (for uploads: stored by the server).
-    fn advance(&mut self, bytes: u64);
-    /// The other side already had the data: nothing to send.
-    fn skipped(&mut self) {}
-    /// The transfer failed with `error` and is retried after a pause;
-    /// `attempt` counts the failures since it last made progress.
-    fn retry(&mut self, attempt: u32, error: &dyn Error) {
-        let _ = (attempt, error);
-    }
-    /// Whether the caller wants the transfer to stop (Ctrl-C).
-    fn cancelled(&self) -> bool {
-        false
-    }
-}
-
-/// A [`Progress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&mut self, _total: Option<u64>) {}
-    fn advance(&mut self, _bytes: u64) {}
-}
-
-/// Pauses between attempts: `first`, doubling up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The pause before the first retry.
-    pub first: Duration,
-    /// The longest pause (never shorter than `first`).
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The pause before the `failures`-th retry in a row (counted from 1).
-    pub fn delay(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(16);
-        self.first
-            .saturating_mul(1 << doublings)
-            .min(self.max.max(self.first))
-    }
-}
-
-/// Counts failures in a row and pauses between attempts.
-#[derive(Debug, Clone)]
-pub struct Retries {
-    max_retries: u32,
-    backoff: Backoff,
-    failures: u32,
-}
-
-impl Retries {
-    /// A policy that allows `max_retries` failures in a row (0: no retry).
-    pub fn new(max_retries: u32, backoff: Backoff) -> Retries {
-        Retries {
-            max_retries,
-            backoff,
-            failures: 0,
-        }
-    }
-
-    /// Records a failure worth a retry: `Ok(attempt)` when another attempt
-    /// is due (after [`Self::pause`]), `Err(failures)` when the transfer
-    /// must give up.
-    pub fn failed(&mut self) -> Result<u32, u32> {
-        self.failures = self.failures.saturating_add(1);
-        if self.failures > self.max_retries {
-            Err(self.failures)
-        } else {
-            Ok(self.failures)
-        }
-    }
-
-    /// Sleeps before the next attempt, longer the more failures in a row.
-    pub fn pause(&self) {
-        std::thread::sleep(self.backoff.delay(self.failures));
-    }
-
-    /// The transfer made progress: failures count from zero again.
-    pub fn progressed(&mut self) {
-        self.failures = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pauses_double_up_to_the_ceiling() {
-        let backoff = Backoff {
-            first: Duration::from_millis(500),
-            max: Duration::from_secs(8),
-        };
-        let delays: Vec<u64> = (1..=7)
-            .map(|n| backoff.delay(n).as_millis() as u64)
-            .collect();
-        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
-        let odd = Backoff {
-            first: Duration::from_secs(3),
-            max: Duration::from_secs(1),
-        };
-        assert_eq!(odd.delay(4), Duration::from_secs(3));
-    }
-
-    #[test]
-    fn failures_in_a_row_give_up_and_progress_resets_them() {
-        let mut retries = Retries::new(
-            2,
-            Backoff {
-                first: Duration::ZERO,
-                max: Duration::ZERO,
-            },
-        );
-        assert_eq!(retries.failed(), Ok(1));
-        assert_eq!(retries.failed(), Ok(2));
-        retries.progressed();
-        assert_eq!(retries.failed(), Ok(1));
-        assert_eq!(retries.failed(), Ok(2));
-        assert_eq!(retries.failed(), Err(3));
-    }
-}
+pub use progress::{NoProgress, Progress};
+pub use retry::{Backoff, Retries};

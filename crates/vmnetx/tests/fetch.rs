@@ -1,14 +1,14 @@
 #![allow(clippy::unwrap_used)]
-//! Tests of `vmnetx::fetch` against a small misbehaving HTTP/1.1 server.
+//! Tests of `vmnetx::fetch` against a misbehaving HTTP/1.1 server (the fake
+//! server of `testkit`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use testkit::http::{FakeServer, Reply, Request, Response};
 use vmnetx::fetch::{FetchError, FetchOptions, NoProgress, Progress, fetch_to_file};
 
 const BODY_LEN: usize = 5 * 1024 * 1024;
@@ -65,197 +65,116 @@ struct Logged {
     if_range: Option<String>,
 }
 
-/// A running test server.
+/// A running test server: the fake server of `testkit`, answering as a
+/// [`Behaviour`] says.
 struct Server {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Logged>>>,
+    fake: FakeServer,
     body: Arc<Vec<u8>>,
 }
 
 impl Server {
     fn start(behaviour: Behaviour) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
         let body = body();
-        let shared = Arc::new(Shared {
-            behaviour,
-            body: Arc::clone(&body),
-            log: Arc::clone(&log),
-            responses: AtomicUsize::new(0),
+        let data = Arc::clone(&body);
+        let responses = AtomicUsize::new(0);
+        let fake = testkit::http::fake(move |request| match request.path() {
+            "/data" => answer_data(&behaviour, &data, request, &responses),
+            "/old" => redirect("/data"),
+            "/loop" => redirect("/loop"),
+            "/ftp" => redirect("ftp://127.0.0.1/x"),
+            _ => nope(404),
         });
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || {
-                    let _ = shared.handle(stream);
-                });
-            }
-        });
-        Server { addr, log, body }
+        Server { fake, body }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.fake.url(path)
     }
 
     fn log(&self) -> Vec<Logged> {
-        self.log.lock().unwrap().clone()
+        self.fake
+            .seen()
+            .into_iter()
+            .map(|request| Logged {
+                range: request.header("range").map(str::to_owned),
+                if_range: request.header("if-range").map(str::to_owned),
+                path: request.target,
+            })
+            .collect()
     }
 }
 
-struct Shared {
-    behaviour: Behaviour,
-    body: Arc<Vec<u8>>,
-    log: Arc<Mutex<Vec<Logged>>>,
-    responses: AtomicUsize,
+/// The answer to a request for `/data`, the `index`-th one.
+fn answer_data(b: &Behaviour, body: &[u8], request: &Request, responses: &AtomicUsize) -> Reply {
+    if let Some(status) = b.status {
+        return nope(status);
+    }
+    let index = responses.fetch_add(1, Ordering::SeqCst);
+    let real_len = if index > 0 {
+        body.len() - b.shrink_after_first
+    } else {
+        body.len()
+    };
+    let body = &body[..real_len];
+    let announced = (real_len + b.extra_announced) as u64;
+    let start = request
+        .range_start()
+        .filter(|_| b.honour_range || b.refuse_range);
+    let (mut response, mut payload) = match start {
+        Some(_) if b.refuse_range => return nope(416),
+        Some(start) => {
+            let shown = if b.wrong_range_start {
+                start + 1
+            } else {
+                start
+            };
+            let content_range = format!("bytes {shown}-{}/{announced}", announced - 1);
+            let response = Response::new(206)
+                .header("Content-Range", content_range)
+                .announce(announced - start);
+            (response, body[(start as usize).min(real_len)..].to_vec())
+        }
+        None if b.no_length => (Response::new(200).without_length(), body.to_vec()),
+        None => (Response::new(200).announce(announced), body.to_vec()),
+    };
+    if let Some(etag) = b.etag {
+        response = response.header("ETag", etag);
+    }
+    if b.chunked_excess > 0 {
+        payload.extend(std::iter::repeat_n(0x55, b.chunked_excess));
+        response = response.chunked();
+    }
+    payload.extend(std::iter::repeat_n(0xAA, b.raw_excess));
+    let response = response.body(payload);
+    Reply::Send(faults(b, response, index))
 }
 
-/// Reads a request head; returns the path and the lower-cased headers.
-fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<(String, String)>)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-        if stream.read(&mut byte)? == 0 {
-            break;
-        }
-        head.push(byte[0]);
+/// The cut or the stall of the `index`-th answer.
+fn faults(b: &Behaviour, response: Response, index: usize) -> Response {
+    if let Some((bytes, count)) = b.drop_after
+        && index < count
+    {
+        return response.cut_after(bytes as u64);
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .unwrap_or("/")
-        .to_owned();
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Ok((path, headers))
-}
-
-fn find(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
-}
-
-impl Shared {
-    fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let (path, headers) = read_head(&mut stream)?;
-        let range = find(&headers, "range");
-        self.log.lock().unwrap().push(Logged {
-            path: path.clone(),
-            range: range.clone(),
-            if_range: find(&headers, "if-range"),
-        });
-        let path_only = path.split('?').next().unwrap_or("");
-        match path_only {
-            "/data" => self.data(&mut stream, range.as_deref()),
-            "/old" => simple(&mut stream, "302 Found", "Location: /data\r\n"),
-            "/loop" => simple(&mut stream, "302 Found", "Location: /loop\r\n"),
-            "/ftp" => simple(&mut stream, "302 Found", "Location: ftp://127.0.0.1/x\r\n"),
-            _ => simple(&mut stream, "404 Not Found", ""),
-        }
+    if let Some((bytes, sleep, count)) = b.stall
+        && index < count
+    {
+        // Only the first response sends something before stalling.
+        let bytes = if index == 0 { bytes } else { 0 };
+        return response.cut_after(bytes as u64).stall(sleep);
     }
-
-    fn data(&self, stream: &mut TcpStream, range: Option<&str>) -> std::io::Result<()> {
-        let b = &self.behaviour;
-        if let Some(status) = b.status {
-            return simple(stream, &format!("{status} Oops"), "");
-        }
-        let index = self.responses.fetch_add(1, Ordering::SeqCst);
-        let real_len = if index > 0 {
-            self.body.len() - b.shrink_after_first
-        } else {
-            self.body.len()
-        };
-        let body = &self.body[..real_len];
-        let announced = real_len + b.extra_announced;
-        let start = range
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.strip_suffix('-'))
-            .and_then(|r| r.parse::<usize>().ok())
-            .filter(|_| b.honour_range || b.refuse_range);
-        let mut head = String::new();
-        if let Some(etag) = b.etag {
-            head.push_str(&format!("ETag: {etag}\r\n"));
-        }
-        let (status, payload) = match start {
-            Some(_) if b.refuse_range => return simple(stream, "416 Range Not Satisfiable", ""),
-            Some(start) => {
-                let shown = if b.wrong_range_start {
-                    start + 1
-                } else {
-                    start
-                };
-                head.push_str(&format!(
-                    "Content-Range: bytes {shown}-{}/{announced}\r\nContent-Length: {}\r\n",
-                    announced - 1,
-                    announced - start
-                ));
-                ("206 Partial Content", &body[start.min(real_len)..])
-            }
-            None => {
-                if !b.no_length {
-                    head.push_str(&format!("Content-Length: {announced}\r\n"));
-                }
-                ("200 OK", body)
-            }
-        };
-        if b.chunked_excess > 0 {
-            head.push_str("Transfer-Encoding: chunked\r\n");
-        }
-        write!(
-            stream,
-            "HTTP/1.1 {status}\r\n{head}Connection: close\r\n\r\n"
-        )?;
-        self.payload(stream, payload, index)
-    }
-
-    fn payload(&self, stream: &mut TcpStream, payload: &[u8], index: usize) -> std::io::Result<()> {
-        let b = &self.behaviour;
-        if let Some((bytes, count)) = b.drop_after
-            && index < count
-        {
-            stream.write_all(&payload[..bytes.min(payload.len())])?;
-            return stream.flush();
-        }
-        if let Some((bytes, sleep, count)) = b.stall
-            && index < count
-        {
-            // Only the first response sends something before stalling.
-            let bytes = if index == 0 { bytes } else { 0 };
-            stream.write_all(&payload[..bytes.min(payload.len())])?;
-            stream.flush()?;
-            thread::sleep(sleep);
-            return Ok(());
-        }
-        if b.chunked_excess > 0 {
-            let mut all = payload.to_vec();
-            all.extend(std::iter::repeat_n(0x55, b.chunked_excess));
-            for chunk in all.chunks(65536) {
-                write!(stream, "{:x}\r\n", chunk.len())?;
-                stream.write_all(chunk)?;
-                stream.write_all(b"\r\n")?;
-            }
-            return stream.write_all(b"0\r\n\r\n");
-        }
-        stream.write_all(payload)?;
-        stream.write_all(&vec![0xAA; b.raw_excess])
-    }
+    response
 }
 
 /// A response with a short text body.
-fn simple(stream: &mut TcpStream, status: &str, extra: &str) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: 4\r\nConnection: close\r\n\r\nnope"
-    )
+fn nope(status: u16) -> Reply {
+    Reply::Answer(status, vec![], b"nope".to_vec())
+}
+
+/// A `302 Found` to `location`.
+fn redirect(location: &str) -> Reply {
+    let headers = vec![("Location".to_owned(), location.to_owned())];
+    Reply::Answer(302, headers, b"nope".to_vec())
 }
 
 /// Records what the download reported.
@@ -571,7 +490,7 @@ fn query_strings_never_appear_in_errors() {
     let dest = dest();
     let url = format!(
         "http://user:PASSWORD@{}/missing?token=SECRET#frag",
-        server.addr
+        server.fake.host
     );
     let error = fetch(&url, &dest.path, &quick()).unwrap_err();
     let text = format!("{error} {error:?}");
@@ -687,17 +606,13 @@ fn default_options() {
 #[test]
 fn a_tls_failure_is_a_connect_error() {
     // Something that is not a TLS server: answers plain text at once.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-        }
+    let server = testkit::http::fake(|_| {
+        Reply::Raw(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n".to_vec())
     });
     let dest = dest();
     let began = Instant::now();
-    let error = fetch(&format!("https://{addr}/data"), &dest.path, &quick()).unwrap_err();
+    let url = format!("https://{}/data", server.host);
+    let error = fetch(&url, &dest.path, &quick()).unwrap_err();
     assert!(began.elapsed() < Duration::from_secs(3));
     assert!(matches!(error, FetchError::Connect { .. }), "{error:?}");
 }

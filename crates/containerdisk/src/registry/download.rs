@@ -1,29 +1,23 @@
 //! Pulling a blob: streamed to a writer, hashed on the way, resumed after a
 //! failure.
 //!
-//! A download that breaks is resumed with `Range: bytes=N-` from the bytes
-//! already written (a server that ignores the range sends the blob again
-//! and the start is skipped), so nothing is held in memory beyond one
-//! buffer and nothing is written twice. The digest is checked at the end.
+//! The resume is the `transfer` crate's [`RangedGet`]: a download that
+//! breaks goes on with `Range: bytes=N-` from the bytes already written (a
+//! server that ignores the range sends the blob again and the start is
+//! skipped), so nothing is held in memory beyond one buffer and nothing is
+//! written twice. No `If-Range`: the digest, checked at the end, is the
+//! validator. This file says how a blob request is sent (with the
+//! registry's authentication) and what its failures mean.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
-use reqwest::header;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::blocking::Response;
+use reqwest::{Method, Url};
+use transfer::ranged::{Origin, Position, RangedError, RangedGet, Resume, Sink};
 
-use super::http::header_str;
-use super::retry::Retries;
+use super::retry::policy;
 use super::{PushProgress, Registry, RegistryError, check_repository, scope};
 use crate::digest::{Digest, Hasher};
-
-/// A download in progress.
-struct Pull {
-    done: u64,
-    total: Option<u64>,
-    started: bool,
-    hasher: Hasher,
-    buf: Vec<u8>,
-}
 
 impl Registry {
     /// Streams the blob `digest` into `out`, checking its digest; returns its
@@ -37,28 +31,19 @@ impl Registry {
         progress: &mut dyn PushProgress,
     ) -> Result<u64, RegistryError> {
         check_repository(repository)?;
-        let url = self.url(&format!("v2/{repository}/blobs/{digest}"))?;
-        let mut retries = Retries::new(&self.options);
-        let mut pull = Pull {
-            done: 0,
-            total: None,
-            started: false,
-            hasher: Hasher::new(),
-            buf: vec![0u8; 256 << 10],
+        let mut origin = Blob {
+            registry: self,
+            url: self.url(&format!("v2/{repository}/blobs/{digest}"))?,
+            scope: scope(repository, false),
         };
-        loop {
-            let before = pull.done;
-            match self.pull_blob_from(&url, repository, &mut pull, out, progress) {
-                Ok(()) => break,
-                Err(error) => {
-                    if pull.done > before {
-                        retries.progressed();
-                    }
-                    retries.failed(error, progress)?;
-                }
-            }
-        }
-        let actual = pull.hasher.finish();
+        let mut sink = HashingSink {
+            hasher: Hasher::new(),
+            out,
+        };
+        let size = RangedGet::new(policy(&self.options))
+            .validators(false)
+            .run(&mut origin, &mut sink, &mut SizedProgress(progress))?;
+        let actual = sink.hasher.finish();
         if actual != *digest {
             return Err(RegistryError::ContentMismatch {
                 registry: self.name.clone(),
@@ -67,77 +52,105 @@ impl Registry {
                 actual,
             });
         }
-        Ok(pull.done)
+        Ok(size)
+    }
+}
+
+/// A blob of a registry, as the ranged GET sees it.
+struct Blob<'a> {
+    registry: &'a Registry,
+    url: Url,
+    scope: String,
+}
+
+impl Origin for Blob<'_> {
+    type Error = RegistryError;
+
+    fn send(&mut self, resume: &Resume) -> Result<Response, RegistryError> {
+        let request = resume.apply(self.registry.request(Method::GET, self.url.clone()));
+        self.registry.send(request.build(), &self.scope)
     }
 
-    /// One download attempt, from `pull.done` on.
-    fn pull_blob_from(
-        &self,
-        url: &Url,
-        repository: &str,
-        pull: &mut Pull,
-        out: &mut dyn Write,
-        progress: &mut dyn PushProgress,
-    ) -> Result<(), RegistryError> {
-        let mut request = self.request(Method::GET, url.clone());
-        if pull.done > 0 {
-            request = request.header(header::RANGE, format!("bytes={}-", pull.done));
-        }
-        let mut response = self.send(request.build(), &scope(repository, false))?;
-        let mut skip = 0u64;
-        match response.status() {
-            StatusCode::OK => {
-                skip = pull.done; // a server that ignores Range sends it all again
-                if !pull.started {
-                    pull.started = true;
-                    pull.total = response.content_length();
-                    progress.start(Some(pull.total.unwrap_or(0)));
-                }
+    fn fail(&mut self, error: RangedError) -> RegistryError {
+        let registry = self.registry;
+        let transport = |detail: String| RegistryError::Transport {
+            registry: registry.name.clone(),
+            detail,
+        };
+        match error {
+            RangedError::Cancelled => RegistryError::Cancelled,
+            RangedError::Status { response }
+            | RangedError::UnaskedPartial { response }
+            | RangedError::RangeRefused { response, .. } => {
+                registry.status_error(&Method::GET, &self.url, *response)
             }
-            StatusCode::PARTIAL_CONTENT if pull.done > 0 => {
-                let start = header_str(response.headers(), "content-range")
-                    .and_then(|range| range.trim().strip_prefix("bytes "))
-                    .and_then(|range| range.split('-').next())
-                    .and_then(|start| start.trim().parse::<u64>().ok());
-                if start != Some(pull.done) {
-                    return Err(self.protocol("answered a Range request with another range".into()));
-                }
+            RangedError::BadRange { .. } => {
+                registry.protocol("answered a Range request with another range".into())
             }
-            _ => return Err(self.status_error(&Method::GET, url, response)),
-        }
-        loop {
-            let n = match response.read(&mut pull.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.read_error("downloading a blob", &e)),
-            };
-            let mut piece = &pull.buf[..n];
-            if skip > 0 {
-                let dropped = usize::try_from(skip).unwrap_or(usize::MAX).min(n);
-                skip -= dropped as u64;
-                piece = &piece[dropped..];
+            RangedError::SizeChanged { .. } | RangedError::EtagChanged => {
+                registry.protocol(format!("changed a blob during its download: {error}"))
             }
-            if piece.is_empty() {
-                continue;
+            RangedError::Timeout { source, .. } | RangedError::Interrupted { source, .. } => {
+                registry.read_error("downloading a blob", &source)
             }
-            pull.hasher.update(piece);
-            out.write_all(piece)
-                .map_err(|source| RegistryError::WriteBlob {
-                    registry: self.name.clone(),
-                    source,
-                })?;
-            pull.done += piece.len() as u64;
-            progress.advance(piece.len() as u64);
+            RangedError::Truncated { received, expected } => transport(format!(
+                "a blob download ended after {received} of {expected} bytes"
+            )),
+            RangedError::TooLong { expected } => transport(format!(
+                "a blob download sent more than the {expected} bytes it announced"
+            )),
+            RangedError::Write(source) => RegistryError::WriteBlob {
+                registry: registry.name.clone(),
+                source,
+            },
         }
-        if let Some(total) = pull.total
-            && pull.done != total
-        {
-            return Err(RegistryError::Transport {
-                registry: self.name.clone(),
-                detail: format!("a blob download ended after {} of {total} bytes", pull.done),
-            });
-        }
-        Ok(())
+    }
+
+    fn retryable(&self, error: &RegistryError, _at: &Position) -> bool {
+        error.is_retryable()
+    }
+
+    fn give_up(&self, failures: u32, last: RegistryError) -> RegistryError {
+        super::retry::gave_up(failures, last)
+    }
+}
+
+/// Writes a blob to the caller's stream, hashing it on the way.
+struct HashingSink<'a> {
+    hasher: Hasher,
+    out: &'a mut dyn Write,
+}
+
+impl Sink for HashingSink<'_> {
+    fn write_piece(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(piece);
+        self.out.write_all(piece)
+    }
+
+    /// A stream cannot be taken back: a full answer skips what it has.
+    fn rewind(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Passes everything on, but announces an unknown size as 0, as the
+/// registry client always did (a registry always sends the length).
+struct SizedProgress<'a>(&'a mut dyn PushProgress);
+
+impl PushProgress for SizedProgress<'_> {
+    fn start(&mut self, total: Option<u64>) {
+        self.0.start(Some(total.unwrap_or(0)));
+    }
+    fn advance(&mut self, bytes: u64) {
+        self.0.advance(bytes);
+    }
+    fn skipped(&mut self) {
+        self.0.skipped();
+    }
+    fn retry(&mut self, attempt: u32, error: &dyn std::error::Error) {
+        self.0.retry(attempt, error);
+    }
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
     }
 }

@@ -13,7 +13,8 @@
 //! - `retry`: pauses between attempts, and when to give up;
 //! - `upload`: pushing a blob in chunks, resuming a broken upload;
 //! - `manifest`: pushing and pulling manifests;
-//! - `download`: pulling a blob, resuming a broken download.
+//! - `download`: pulling a blob through the `transfer` crate's resumable
+//!   ranged GET.
 //!
 //! Blobs go up in chunks of [`RegistryOptions::chunk_size`] (one in memory
 //! at a time) and come down as a stream; both resume where a broken

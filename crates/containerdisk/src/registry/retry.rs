@@ -6,11 +6,36 @@
 //! [`RegistryOptions::max_backoff`], and the request gives up after
 //! [`RegistryOptions::max_retries`] failures in a row. A transfer that
 //! stores or receives new bytes resets the count, so a long one over a
-//! flaky link still completes.
+//! flaky link still completes. The blob download runs the same policy in
+//! the `transfer` crate's loop ([`policy`], [`gave_up`]).
 
 use transfer::Backoff;
 
 use super::{PushProgress, RegistryError, RegistryOptions};
+
+/// The policy of `options`, for a transfer that runs its own loop (the
+/// blob download's [`transfer::ranged::RangedGet`]).
+pub(super) fn policy(options: &RegistryOptions) -> transfer::Retries {
+    let backoff = Backoff {
+        first: options.backoff,
+        max: options.max_backoff,
+    };
+    transfer::Retries::new(options.max_retries, backoff)
+}
+
+/// The error after `failures` failed attempts in a row, the last being
+/// `last`: itself when there was no retry, else wrapped in
+/// [`RegistryError::GaveUp`].
+pub(super) fn gave_up(failures: u32, last: RegistryError) -> RegistryError {
+    if failures <= 1 {
+        last
+    } else {
+        RegistryError::GaveUp {
+            attempts: failures,
+            last: Box::new(last),
+        }
+    }
+}
 
 /// Pauses between retries and counts failures without progress.
 pub(super) struct Retries {
@@ -19,12 +44,8 @@ pub(super) struct Retries {
 
 impl Retries {
     pub(super) fn new(options: &RegistryOptions) -> Self {
-        let backoff = Backoff {
-            first: options.backoff,
-            max: options.max_backoff,
-        };
         Retries {
-            policy: transfer::Retries::new(options.max_retries, backoff),
+            policy: policy(options),
         }
     }
 
@@ -53,11 +74,7 @@ impl Retries {
                 self.policy.pause();
                 Ok(())
             }
-            Err(1) => Err(error),
-            Err(failures) => Err(RegistryError::GaveUp {
-                attempts: failures,
-                last: Box::new(error),
-            }),
+            Err(failures) => Err(gave_up(failures, error)),
         }
     }
 
