@@ -104,3 +104,43 @@ pub enum ViewerError {
 fn where_looked(is_path: &bool) -> &'static str {
     if *is_path { "" } else { " on PATH" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_custom_viewer_says_where_it_was_looked_for() {
+        let on_path = ViewerError::CustomNotFound {
+            name: "my-viewer".into(),
+            is_path: false,
+        };
+        assert!(
+            on_path
+                .to_string()
+                .ends_with("is not an executable program on PATH")
+        );
+        let as_path = ViewerError::CustomNotFound {
+            name: "/opt/viewer".into(),
+            is_path: true,
+        };
+        assert!(
+            as_path
+                .to_string()
+                .ends_with("is not an executable program")
+        );
+    }
+
+    #[test]
+    fn a_silent_display_names_its_service() {
+        let error = LaunchError::DisplayTimeout {
+            service: sinfonia::vmi::VNC_SERVICE,
+            port: sinfonia::vmi::VNC_PORT,
+            seconds: 3,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the VM's display (vmi-vnc:5900) did not answer within 3 s"
+        );
+    }
+}
