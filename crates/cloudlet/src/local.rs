@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use containerdisk::auth::Credentials;
 use containerdisk::pull::{DiskSource, fetch_disk};
 use containerdisk::registry::NoProgress;
+use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::server::{PeerConfig, ServerHandle, Service};
 use vmrunner::{Accel, RunningVm, VmSpec};
 
@@ -22,10 +23,9 @@ use crate::backend::{Backend, BackendError};
 use crate::spec::DeploymentSpec;
 
 /// The address the VNC service has inside every client's tunnel; clients
-/// only ever reach their own deployment's, whatever they ask for.
+/// only ever reach their own deployment's, whatever they ask for. Its name
+/// and port are the `vmi` chart's (`sinfonia::vmi::VNC_SERVICE`).
 pub const VNC_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
-/// The service's name and port, as the `vmi` chart names them.
-pub const VNC_SERVICE: (&str, u16) = ("vmi-vnc", 5900);
 
 /// VMs under QEMU, peers on our tunnel server.
 pub struct LocalBackend {
@@ -135,9 +135,9 @@ impl Backend for LocalBackend {
             address: spec.client_address,
             search_domain: format!("{}.svc.cluster.local", spec.name),
             services: vec![Service {
-                name: VNC_SERVICE.0.to_owned(),
+                name: VNC_SERVICE.to_owned(),
                 ip: VNC_SERVICE_IP,
-                port: VNC_SERVICE.1,
+                port: VNC_PORT,
                 target: vm.vnc(),
             }],
         };

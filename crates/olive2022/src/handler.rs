@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use desktop::{Event, Handler, InstallOptions, Level, Scope, XdgDirs};
+use launch::viewer;
 
 use crate::cli::{Cli, InstallArgs};
 use crate::progress::Verbosity;
-use crate::viewer;
 
 /// `olive2022 install [--user|--system] [--convert]`.
 pub fn install(cli: &Cli, args: &InstallArgs) -> Result<ExitCode> {

@@ -18,11 +18,12 @@ mod interrupt;
 mod launch;
 mod progress;
 mod snapshot;
-mod viewer;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+// `demo` names the viewers `crate::viewer`, from before they moved.
+use ::launch::viewer;
 
 use cli::{Cli, Command};
 

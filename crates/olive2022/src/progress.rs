@@ -144,3 +144,31 @@ impl convert::PhaseProgress for BytesBar {
         self.bar.finish_and_clear();
     }
 }
+
+/// Launches report their steps and the wait for the display the same way.
+impl launch::Observer for TerminalObserver {
+    fn status(&mut self, line: &str) {
+        self.verbosity.status(line);
+    }
+
+    fn detail(&mut self, line: &str) {
+        self.verbosity.detail(line);
+    }
+
+    fn waiting(&mut self, label: &str) -> Box<dyn launch::Waiting> {
+        Box::new(Spinner {
+            spinner: self.verbosity.spinner(label),
+        })
+    }
+}
+
+/// One wait's spinner.
+struct Spinner {
+    spinner: ProgressBar,
+}
+
+impl launch::Waiting for Spinner {
+    fn finish(&mut self) {
+        self.spinner.finish_and_clear();
+    }
+}

@@ -4,9 +4,7 @@
 //! record the arguments they were started with.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../src/viewer.rs"]
-#[allow(dead_code)]
-mod viewer;
+use launch::viewer;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -41,15 +39,11 @@ fn run_viewer(
     viewer: &Viewer,
     host: impl std::fmt::Display + Copy,
     port: u16,
-) -> anyhow::Result<std::process::ExitStatus> {
+) -> Result<std::process::ExitStatus, launch::ViewerError> {
     for _ in 0..100 {
         match viewer::run(viewer, host, port) {
-            Err(error)
-                if error.chain().any(|cause| {
-                    cause
-                        .downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::ExecutableFileBusy)
-                }) =>
+            Err(launch::ViewerError::Start { source, .. })
+                if source.kind() == std::io::ErrorKind::ExecutableFileBusy =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -69,7 +63,7 @@ fn recorded(program: &Path) -> Vec<String> {
     text.split_terminator('\0').map(str::to_owned).collect()
 }
 
-fn find(custom: Option<&str>, path: &Path) -> anyhow::Result<Viewer> {
+fn find(custom: Option<&str>, path: &Path) -> Result<Viewer, launch::ViewerError> {
     viewer::find_in(custom.map(OsStr::new), Some(path.as_os_str()))
 }
 

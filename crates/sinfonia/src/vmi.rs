@@ -12,6 +12,13 @@ pub const ORIGINAL_CHART: &str = "https://cmusatyalab.github.io/olive2022/vmi";
 /// The chart version the original olive2022 recipes use.
 pub const ORIGINAL_CHART_VERSION: &str = "0.1.4";
 
+/// The VNC service of every deployment: the chart's `virtvnc` side-car,
+/// named `<fullname>-vnc` with `fullnameOverride: vmi`. Clients resolve it
+/// through the deployment's search domain; cloudlets must answer to it.
+pub const VNC_SERVICE: &str = "vmi-vnc";
+/// The port of [`VNC_SERVICE`]: plain RFB.
+pub const VNC_PORT: u16 = 5900;
+
 /// Values of the `vmi` chart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

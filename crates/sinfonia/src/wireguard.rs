@@ -22,10 +22,12 @@ use ::qrcode::{EcLevel, Version};
 use crate::deploy::TunnelConfig;
 use crate::keys::{KeyPair, encode_key};
 
-/// The persistent keep-alive of the client's peer, in seconds.
+/// The persistent keep-alive of the client's peer, in seconds: in the
+/// configs rendered here and in the user-space tunnel's client alike.
 pub const PERSISTENT_KEEPALIVE: u16 = 30;
 
-/// The `ndots` option of the resolver configuration.
+/// The `ndots` option of the resolver configuration, which the user-space
+/// tunnel's resolver follows too.
 pub const NDOTS: u8 = 5;
 
 /// The `wg.conf` the original's `--config-debug` writes (`wg` format).

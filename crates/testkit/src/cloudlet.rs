@@ -72,6 +72,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use sinfonia::deployment::{Deployment, DeploymentStatus, TunnelConfig};
 use sinfonia::problem::{PROBLEM_JSON, Problem};
 use sinfonia::tier2::{CLIENT_NETWORK, CLIENT_PREFIX, SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
+use sinfonia::vmi;
 use uuid::Uuid;
 
 /// The cloudlet's WireGuard UDP port.
@@ -229,7 +230,7 @@ impl Cloudlet {
     /// The fully qualified name of the VNC service,
     /// `vmi-vnc.<deployment>.svc.cluster.local`.
     pub fn vnc_name(&self) -> String {
-        format!("vmi-vnc.{}.svc.cluster.local", self.deployment)
+        format!("{}.{}.svc.cluster.local", vmi::VNC_SERVICE, self.deployment)
     }
 
     /// Every request the tier-1 stand-in saw, as `METHOD TARGET`.
@@ -246,7 +247,7 @@ impl Cloudlet {
 
     /// The VNC service address, `10.43.1.1:5900` inside the namespace.
     pub fn vnc_service(&self) -> SocketAddr {
-        SocketAddr::from((VNC_SERVICE, 5900))
+        SocketAddr::from((VNC_SERVICE, vmi::VNC_PORT))
     }
 
     /// The cluster DNS server, `10.43.0.10:53` inside the namespace.
@@ -653,7 +654,8 @@ impl Resources {
         ];
         if answers {
             args.push(format!(
-                "--host-record=vmi-vnc.{deployment}.svc.cluster.local,{VNC_SERVICE}"
+                "--host-record={}.{deployment}.svc.cluster.local,{VNC_SERVICE}",
+                vmi::VNC_SERVICE
             ));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -671,7 +673,7 @@ impl Resources {
 import socket, sys, threading
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind((sys.argv[1], 5900))
+listener.bind((sys.argv[1], int(sys.argv[2])))
 listener.listen(16)
 block = bytes(range(256)) * 256
 def serve(conn):
@@ -689,6 +691,7 @@ while True:
         let child = Command::new(&self.tools.ip)
             .args(["netns", "exec", &self.namespace, "python3", "-c", SERVER])
             .arg(VNC_SERVICE.to_string())
+            .arg(vmi::VNC_PORT.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -696,7 +699,7 @@ while True:
             .unwrap_or_else(|e| panic!("cannot start the bulk server ({e})"));
         self.children.push(("bulk", child));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let probe = format!("{VNC_SERVICE}:5900");
+        let probe = format!("{VNC_SERVICE}:{}", vmi::VNC_PORT);
         while std::time::Instant::now() < deadline {
             let listening = Command::new(&self.tools.ss)
                 .args(["-N", &self.namespace, "-ltn", "src", &probe])
@@ -715,6 +718,7 @@ while True:
         let log = std::fs::File::create(self.log_path("Xvnc")).unwrap();
         let geometry = format!("{}x{}", SCREEN_SIZE.0, SCREEN_SIZE.1);
         let interface = VNC_SERVICE.to_string();
+        let port = vmi::VNC_PORT.to_string();
         // -displayfd 1: Xvnc picks a free display and writes it to stdout.
         let mut child = Command::new(&self.tools.ip)
             .args(["netns", "exec", &self.namespace])
@@ -723,7 +727,7 @@ while True:
                 "-displayfd",
                 "1",
                 "-rfbport",
-                "5900",
+                &port,
                 "-interface",
                 &interface,
             ])
@@ -764,7 +768,7 @@ while True:
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("Xvnc did not report its display:\n{log}"));
-        let service = format!("{VNC_SERVICE}:5900");
+        let service = format!("{VNC_SERVICE}:{}", vmi::VNC_PORT);
         self.wait_for("Xvnc", "RFB listener", |r| r.listening(&service));
         let xsetroot = self.tools.xsetroot.clone().unwrap();
         let display_arg = format!(":{display}");

@@ -31,7 +31,8 @@
 //! `pipe`, `device` and `error`, which know neither.
 //!
 //! The tunnel settings Sinfonia hands out (keep-alive, addresses, DNS,
-//! `ndots:5`) are described in `docs/sinfonia.md`.
+//! `ndots:5`) are described in `docs/sinfonia.md`; their values have one
+//! home, `sinfonia::wireguard` (`PERSISTENT_KEEPALIVE`, `NDOTS`).
 
 pub mod client;
 mod device;
@@ -51,5 +52,3 @@ pub use server::{
 
 /// WireGuard's usual MTU inside the tunnel.
 pub const DEFAULT_MTU: usize = 1420;
-/// The client keep-alive of the Sinfonia tier-3 client.
-pub const DEFAULT_KEEPALIVE: u16 = 30;

@@ -48,7 +48,7 @@ fn config_for(cloudlet: &Cloudlet) -> TunnelConfig {
             .filter(|entry| entry.parse::<Ipv4Addr>().is_err())
             .cloned()
             .collect(),
-        keepalive: Some(tunnel::DEFAULT_KEEPALIVE),
+        keepalive: Some(sinfonia::wireguard::PERSISTENT_KEEPALIVE),
         mtu: tunnel::DEFAULT_MTU,
     }
 }

@@ -1,8 +1,7 @@
 //! Which names to ask for, in which order: the resolv.conf rules the
 //! original client set up (`search …` and `options ndots:5`).
 
-/// `ndots` of the original's resolv.conf.
-pub const NDOTS: usize = 5;
+use sinfonia::wireguard::NDOTS;
 
 /// The fully qualified names to try for `name`: a name with at least
 /// `NDOTS` dots (or a trailing dot) is tried as it is first, any other name
@@ -15,7 +14,7 @@ pub fn search_order(name: &str, search_domains: &[String]) -> Vec<String> {
     let searched = search_domains
         .iter()
         .map(|domain| format!("{name}.{}", domain.trim_matches('.')));
-    if name.matches('.').count() >= NDOTS {
+    if name.matches('.').count() >= usize::from(NDOTS) {
         std::iter::once(name.to_owned()).chain(searched).collect()
     } else {
         searched.chain(std::iter::once(name.to_owned())).collect()

@@ -219,7 +219,7 @@ impl TestServer {
                 "svc.cluster.local".into(),
                 "cluster.local".into(),
             ],
-            keepalive: Some(tunnel::DEFAULT_KEEPALIVE),
+            keepalive: Some(sinfonia::wireguard::PERSISTENT_KEEPALIVE),
             mtu: tunnel::DEFAULT_MTU,
         }
     }

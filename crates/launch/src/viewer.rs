@@ -18,8 +18,7 @@
 //! first colon), so use a host name or an IPv4 address with it (the tunnel's
 //! local listener is `127.0.0.1`).
 //!
-//! This module depends on nothing but `std` and `anyhow`, so that the tests
-//! can compile it on its own.
+//! Nothing here prints; the errors are [`ViewerError`]s.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
@@ -27,7 +26,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
-use anyhow::{Context, Result, bail};
+use crate::error::ViewerError;
 
 /// The environment variable naming a viewer program, like `--viewer`.
 pub const VIEWER_ENV: &str = "OLIVE2022_VIEWER";
@@ -54,7 +53,7 @@ pub enum Viewer {
 
 /// Finds the viewer to use: `custom` (from `--viewer`), else the program in
 /// `OLIVE2022_VIEWER`, else the first of [`KNOWN_VIEWERS`] on `PATH`.
-pub fn find(custom: Option<&str>) -> Result<Viewer> {
+pub fn find(custom: Option<&str>) -> Result<Viewer, ViewerError> {
     let from_env = std::env::var_os(VIEWER_ENV);
     let custom = custom.map(OsStr::new).or(from_env.as_deref());
     find_in(custom, std::env::var_os("PATH").as_deref())
@@ -62,7 +61,7 @@ pub fn find(custom: Option<&str>) -> Result<Viewer> {
 
 /// [`find`] with the custom program and the search path given explicitly.
 /// An empty `custom` counts as none.
-pub fn find_in(custom: Option<&OsStr>, path: Option<&OsStr>) -> Result<Viewer> {
+pub fn find_in(custom: Option<&OsStr>, path: Option<&OsStr>) -> Result<Viewer, ViewerError> {
     if let Some(custom) = custom.filter(|custom| !custom.is_empty()) {
         // A name with a slash is a path (as a shell takes it), else a
         // program on PATH.
@@ -74,12 +73,10 @@ pub fn find_in(custom: Option<&OsStr>, path: Option<&OsStr>) -> Result<Viewer> {
         };
         return match found {
             Some(program) => Ok(Viewer::Custom(program)),
-            None => bail!(
-                "the VNC viewer {:?} (from --viewer or {VIEWER_ENV}) is not an executable \
-                 program{}",
-                custom.to_string_lossy(),
-                if is_path { "" } else { " on PATH" }
-            ),
+            None => Err(ViewerError::CustomNotFound {
+                name: custom.to_string_lossy().into_owned(),
+                is_path,
+            }),
         };
     }
     for name in KNOWN_VIEWERS {
@@ -91,13 +88,7 @@ pub fn find_in(custom: Option<&OsStr>, path: Option<&OsStr>) -> Result<Viewer> {
             });
         }
     }
-    bail!(
-        "no VNC viewer found on PATH (looked for {}): install one, e.g. `apt install {}` \
-         (Debian packages {}), or name a program with --viewer or {VIEWER_ENV}",
-        KNOWN_VIEWERS.join(", "),
-        VIEWER_PACKAGES[0],
-        VIEWER_PACKAGES.join(", "),
-    )
+    Err(ViewerError::NoneFound)
 }
 
 /// The first executable file called `name` in the absolute directories of
@@ -162,10 +153,13 @@ impl Viewer {
 }
 
 /// Starts `viewer` on `host` port `port` and waits until it exits.
-pub fn run(viewer: &Viewer, host: impl Display, port: u16) -> Result<ExitStatus> {
+pub fn run(viewer: &Viewer, host: impl Display, port: u16) -> Result<ExitStatus, ViewerError> {
     let host = host.to_string();
     viewer
         .command(&host, port)
         .status()
-        .with_context(|| format!("cannot start the VNC viewer {}", viewer.program().display()))
+        .map_err(|source| ViewerError::Start {
+            program: viewer.program().to_owned(),
+            source,
+        })
 }

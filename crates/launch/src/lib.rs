@@ -1,0 +1,40 @@
+//! From a click on a VMNetX URL to the VM's screen, as library calls with
+//! typed results:
+//!
+//! 1. [`deploy()`]: the VM deployed through Sinfonia tier 1 with this
+//!    machine's cached key for it ([`Deployed`]); `--config-debug` and
+//!    `--qrcode` stop here ([`Deployed::debug_config`], [`Deployed::qrcode`]);
+//! 2. [`Session::open`]: the user-space WireGuard tunnel up (no namespace,
+//!    no root, no helper binary), the VM's display answering through it
+//!    ([`display`]), a local port forwarded to it;
+//! 3. [`view()`]: steps 2 and a [`Viewer`] run on the forwarded port until
+//!    it exits, whose exit status it returns.
+//!
+//! [`stage2()`] is the viewer side of the original's two-stage launch, with
+//! the system resolver inside the original's namespace.
+//!
+//! Nothing here prints: status lines and the wait for the display go
+//! through the caller's [`Observer`].
+//!
+//! The room: [`observer`] (what the caller sees), [`deploy`](mod@deploy)
+//! (key and deployment), `debug` (the original's debug outputs),
+//! [`display`] (the VM's VNC banner through the tunnel), [`session`]
+//! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
+//! [`stage2`](mod@stage2), [`error`].
+
+mod debug;
+pub mod deploy;
+pub mod display;
+pub mod error;
+pub mod observer;
+pub mod session;
+pub mod stage2;
+pub mod viewer;
+
+pub use debug::write_private;
+pub use deploy::{Deployed, deploy};
+pub use error::{LaunchError, ViewerError};
+pub use observer::{Observer, Silent, Waiting};
+pub use session::{LOCAL_HOST, Session, view};
+pub use stage2::{stage2, stage2_plan};
+pub use viewer::Viewer;

@@ -1,0 +1,118 @@
+//! Step two of a launch: the user-space tunnel up, the VM's display
+//! answering through it, and a local port forwarded to it; then the viewer
+//! run on that port until it exits.
+
+use std::net::Ipv4Addr;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tunnel::{Tunnel, TunnelConfig};
+
+use crate::deploy::Deployed;
+use crate::display::wait_for_display;
+use crate::error::LaunchError;
+use crate::observer::Observer;
+use crate::viewer::Viewer;
+
+/// How long the cloudlet may take to answer the WireGuard handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The host the forwarded port listens on, and viewers connect to.
+pub const LOCAL_HOST: &str = "127.0.0.1";
+
+/// A running tunnel with the VM's display forwarded to a local port.
+pub struct Session {
+    tunnel: Tunnel,
+    forwarder: JoinHandle<std::io::Result<()>>,
+    port: u16,
+}
+
+impl Session {
+    /// Brings the tunnel described by `config` up, waits (up to `timeout`)
+    /// for the handshake and the VM's display, and forwards a local port
+    /// to the display. `deployed` says when the launch began.
+    pub async fn open(
+        deployed: &Deployed,
+        config: TunnelConfig,
+        timeout: Duration,
+        observer: &mut dyn Observer,
+    ) -> Result<Session, LaunchError> {
+        let endpoint = config.endpoint;
+        let tunnel = Tunnel::start(config).await?;
+        let handle = tunnel.handle();
+        handle
+            .wait_handshake(HANDSHAKE_TIMEOUT.min(timeout))
+            .await?;
+        observer.detail(&format!("Tunnel to {endpoint} up"));
+        let target = wait_for_display(&handle, timeout, observer).await?;
+        let listener = local_listener().await?;
+        let port = listener.local_addr()?.port();
+        observer.status(&format!(
+            "VM display ready after {:.1} s: vnc://{LOCAL_HOST}:{port}",
+            deployed.started.elapsed().as_secs_f64()
+        ));
+        let forwarder = tokio::spawn(tunnel::forward(handle, listener, target));
+        Ok(Session {
+            tunnel,
+            forwarder,
+            port,
+        })
+    }
+
+    /// The local port forwarded to the VM's display (on [`LOCAL_HOST`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops forwarding and shuts the tunnel down.
+    pub async fn close(self) {
+        self.forwarder.abort();
+        self.tunnel.shutdown().await;
+    }
+}
+
+/// 127.0.0.1 on a port of 5900–5999 when one is free (viewers that take
+/// display numbers then work), else any port.
+async fn local_listener() -> Result<tokio::net::TcpListener, LaunchError> {
+    for port in 5900..=5999 {
+        if let Ok(listener) = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+            return Ok(listener);
+        }
+    }
+    tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(LaunchError::Listen)
+}
+
+/// The whole second step: opens a [`Session`] for `deployed` (waiting up
+/// to `timeout`), runs `viewer` on its local port, closes the session when
+/// the viewer exits and returns the viewer's exit status.
+pub fn view(
+    deployed: &Deployed,
+    viewer: &Viewer,
+    timeout: Duration,
+    observer: &mut dyn Observer,
+) -> Result<ExitStatus, LaunchError> {
+    let config = deployed.tunnel_config()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LaunchError::Runtime)?;
+    runtime.block_on(async {
+        let session = Session::open(deployed, config, timeout, observer).await?;
+        let port = session.port();
+        observer.detail(&format!(
+            "Starting {}",
+            viewer.command_line(LOCAL_HOST, port)
+        ));
+        let mut child = viewer.command(LOCAL_HOST, port).spawn().map_err(|source| {
+            LaunchError::StartViewer {
+                program: viewer.program().to_owned(),
+                source,
+            }
+        })?;
+        let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+        session.close().await;
+        Ok(status)
+    })
+}
