@@ -1,10 +1,11 @@
-//! The errors of a launch, one type per concern: [`LaunchError`] for the
-//! deployment, the tunnel and the display, [`ViewerError`] for finding and
-//! starting a viewer (which `stage2` and the demo use on their own too).
+//! The errors of a launch: [`LaunchError`] for the deployment, the tunnel
+//! and the display; finding and starting a viewer fails with the viewer
+//! room's own [`ViewerError`] (which `stage2` and the demo use on their own
+//! too).
 
 use std::path::PathBuf;
 
-use crate::viewer::{KNOWN_VIEWERS, VIEWER_ENV, VIEWER_PACKAGES};
+use crate::viewer::ViewerError;
 
 /// What can stop a launch between the deploy request and the viewer's exit.
 #[derive(Debug, thiserror::Error)]
@@ -66,70 +67,9 @@ pub enum LaunchError {
     Viewer(#[from] ViewerError),
 }
 
-/// What can go wrong finding or starting a VNC viewer.
-#[derive(Debug, thiserror::Error)]
-pub enum ViewerError {
-    /// The program named with `--viewer` or the environment is not there.
-    #[error(
-        "the VNC viewer {name:?} (from --viewer or {VIEWER_ENV}) is not an executable program{}",
-        where_looked(.is_path)
-    )]
-    CustomNotFound {
-        /// The name or path given.
-        name: String,
-        /// Whether it was a path (else a name looked up on `PATH`).
-        is_path: bool,
-    },
-    /// None of the known viewers is on `PATH`.
-    #[error(
-        "no VNC viewer found on PATH (looked for {}): install one, e.g. `apt install {}` \
-         (Debian packages {}), or name a program with --viewer or {VIEWER_ENV}",
-        KNOWN_VIEWERS.join(", "),
-        VIEWER_PACKAGES[0],
-        VIEWER_PACKAGES.join(", ")
-    )]
-    NoneFound,
-    /// The viewer could not be started.
-    #[error("cannot start the VNC viewer {}", program.display())]
-    Start {
-        /// The viewer's program.
-        program: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// How a custom viewer was looked for: as a path, or on `PATH`.
-fn where_looked(is_path: &bool) -> &'static str {
-    if *is_path { "" } else { " on PATH" }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_missing_custom_viewer_says_where_it_was_looked_for() {
-        let on_path = ViewerError::CustomNotFound {
-            name: "my-viewer".into(),
-            is_path: false,
-        };
-        assert!(
-            on_path
-                .to_string()
-                .ends_with("is not an executable program on PATH")
-        );
-        let as_path = ViewerError::CustomNotFound {
-            name: "/opt/viewer".into(),
-            is_path: true,
-        };
-        assert!(
-            as_path
-                .to_string()
-                .ends_with("is not an executable program")
-        );
-    }
 
     #[test]
     fn a_silent_display_names_its_service() {

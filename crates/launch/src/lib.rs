@@ -33,8 +33,8 @@ pub mod viewer;
 
 pub use debug::write_private;
 pub use deploy::{Deployed, deploy};
-pub use error::{LaunchError, ViewerError};
+pub use error::LaunchError;
 pub use observer::{Observer, Silent, Waiting};
 pub use session::{LOCAL_HOST, Session, view};
 pub use stage2::{stage2, stage2_plan};
-pub use viewer::Viewer;
+pub use viewer::{Viewer, ViewerError};

@@ -26,8 +26,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
-use crate::error::ViewerError;
-
 /// The environment variable naming a viewer program, like `--viewer`.
 pub const VIEWER_ENV: &str = "OLIVE2022_VIEWER";
 
@@ -162,4 +160,70 @@ pub fn run(viewer: &Viewer, host: impl Display, port: u16) -> Result<ExitStatus,
             program: viewer.program().to_owned(),
             source,
         })
+}
+
+/// What can go wrong finding or starting a VNC viewer.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewerError {
+    /// The program named with `--viewer` or the environment is not there.
+    #[error(
+        "the VNC viewer {name:?} (from --viewer or {VIEWER_ENV}) is not an executable program{}",
+        where_looked(.is_path)
+    )]
+    CustomNotFound {
+        /// The name or path given.
+        name: String,
+        /// Whether it was a path (else a name looked up on `PATH`).
+        is_path: bool,
+    },
+    /// None of the known viewers is on `PATH`.
+    #[error(
+        "no VNC viewer found on PATH (looked for {}): install one, e.g. `apt install {}` \
+         (Debian packages {}), or name a program with --viewer or {VIEWER_ENV}",
+        KNOWN_VIEWERS.join(", "),
+        VIEWER_PACKAGES[0],
+        VIEWER_PACKAGES.join(", ")
+    )]
+    NoneFound,
+    /// The viewer could not be started.
+    #[error("cannot start the VNC viewer {}", program.display())]
+    Start {
+        /// The viewer's program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a custom viewer was looked for: as a path, or on `PATH`.
+fn where_looked(is_path: &bool) -> &'static str {
+    if *is_path { "" } else { " on PATH" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_custom_viewer_says_where_it_was_looked_for() {
+        let on_path = ViewerError::CustomNotFound {
+            name: "my-viewer".into(),
+            is_path: false,
+        };
+        assert!(
+            on_path
+                .to_string()
+                .ends_with("is not an executable program on PATH")
+        );
+        let as_path = ViewerError::CustomNotFound {
+            name: "/opt/viewer".into(),
+            is_path: true,
+        };
+        assert!(
+            as_path
+                .to_string()
+                .ends_with("is not an executable program")
+        );
+    }
 }
