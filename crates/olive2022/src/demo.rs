@@ -34,10 +34,12 @@ use vmnetx::package::xml::DomainSpec;
 use vmnetx::package::{self, Manifest};
 use vmnetx::url::VmnetxUrl;
 
+use ::launch::viewer;
+
 use crate::cli::{AccelArg, Cli, DemoArgs};
+use crate::interrupt;
 use crate::progress::{TerminalObserver, Verbosity};
 use crate::snapshot;
-use crate::{interrupt, viewer};
 
 /// The demo VM's (made-up) address in the Olive Archive; only its UUID
 /// matters.

@@ -22,8 +22,6 @@ mod snapshot;
 use std::process::ExitCode;
 
 use clap::Parser;
-// `demo` names the viewers `crate::viewer`, from before they moved.
-use ::launch::viewer;
 
 use cli::{Cli, Command};
 
