@@ -10,6 +10,8 @@ use std::time::Instant;
 use diskimage::{Compression, ConvertOptions, ConvertStats, DiskReader};
 use serde::Serialize;
 
+use vmnetx::shown::Shown;
+
 use crate::error::{Context, ConvertError};
 use crate::observer::Observer;
 use crate::vm;
@@ -88,7 +90,7 @@ pub fn extract(
         cancel: settings.cancel.clone(),
     };
     let vm = vm::open(source, settings.name.as_deref(), &limits, observer)?;
-    observer.status(&format!("Extracting \"{}\"", vm.name));
+    observer.status(&format!("Extracting \"{}\"", Shown(&vm.name)));
     let format = vm.disk.format();
     let options = vm::convert_options(settings.compression, settings.threads, &settings.cancel);
     let stats = write_image(vm.disk, output, &out_dir, &options, observer)?;

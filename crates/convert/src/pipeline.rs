@@ -9,6 +9,8 @@ use containerdisk::image::Image;
 use containerdisk::{BlobSource, Digest};
 use serde::Serialize;
 
+use vmnetx::shown::Shown;
+
 use crate::error::{Context, ConvertError};
 use crate::job::{ConvertJob, ConvertSettings};
 use crate::observer::Observer;
@@ -66,7 +68,7 @@ pub fn convert(
         cancel: cancel.clone(),
     };
     let vm = vm::open(&job.source(), settings.name.as_deref(), &limits, observer)?;
-    observer.status(&format!("Converting \"{}\"", vm.name));
+    observer.status(&format!("Converting \"{}\"", Shown(&vm.name)));
     let disk = DiskFile::create(&tmp_dir, &uuid, settings.tmp_dir.is_some())?;
     let options = vm::convert_options(settings.compression, settings.threads, cancel);
     let (file, stats) = vm::compress(vm.disk, disk.open()?, &options, observer)?;

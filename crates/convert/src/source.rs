@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use tempfile::TempPath;
+use vmnetx::shown::Shown;
 use vmnetx::url::VmnetxUrl;
 
 use crate::error::{Context, ConvertError};
@@ -69,7 +70,7 @@ pub fn resolve(
             String::from_utf8(head).with_context(|| format!("{} is not UTF-8", path.display()))?;
         let url = vmnetx::reference::parse_reference(&xml)
             .with_context(|| format!("invalid VMNetX reference {}", path.display()))?;
-        observer.status(&format!("Reference points to {}", redact(&url)));
+        observer.status(&format!("Reference points to {}", Shown(redact(&url))));
         return download(&url, tmp_dir, cancel, observer);
     }
     Err(ConvertError::Invalid(format!(
@@ -92,7 +93,7 @@ fn download(
         .tempfile_in(tmp_dir)
         .with_context(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?
         .into_temp_path();
-    observer.status(&format!("Fetching {}", redact(&fetch_url)));
+    observer.status(&format!("Fetching {}", Shown(redact(&fetch_url))));
     let mut progress = observer.progress(Phase::Download);
     let mut transfer = Transfer {
         progress: progress.as_mut(),

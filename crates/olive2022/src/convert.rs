@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use containerdisk::auth;
 use convert::{ConvertJob, ConvertReport, ConvertSettings};
+use vmnetx::shown::Shown;
 
 use crate::cli::{Cli, ConvertArgs};
 use crate::progress::{TerminalObserver, Verbosity};
@@ -110,7 +111,7 @@ fn confirm_public(args: &ConvertArgs, count: usize) -> Result<()> {
 
 fn print_report(report: &ConvertReport) {
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
-    println!("Name:    {}", report.name);
+    println!("Name:    {}", Shown(&report.name));
     println!("Image:   {}", report.image);
     println!("Digest:  {}", report.digest);
     println!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use convert::{ExtractReport, ExtractSettings};
+use vmnetx::shown::Shown;
 
 use crate::cli::{Cli, ExtractArgs};
 use crate::interrupt;
@@ -46,7 +47,7 @@ fn print_report(report: &ExtractReport, json: bool) -> Result<()> {
         return Ok(());
     }
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
-    println!("Name:         {}", report.name);
+    println!("Name:         {}", Shown(&report.name));
     if let Some(uuid) = &report.uuid {
         println!("UUID:         {uuid}");
     }

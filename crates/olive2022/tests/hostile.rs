@@ -296,3 +296,31 @@ fn a_deflated_qcow2_far_larger_than_its_disk_is_refused_before_spooling() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+/// A VM name holding a newline, a carriage return, a C1 control (CSI) and a
+/// right-to-left override must not forge or hide output lines.
+#[test]
+fn control_and_bidi_characters_in_a_vm_name_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = ext4_disk(dir.path(), "40M");
+    let package_path = dir.path().join("vm.nxpk");
+    let name = "Evil\nUUID: 00000000-0000-0000-0000-000000000000\r\u{9b}2J\u{202e}exe.txt";
+    package(&package_path, name, &raw, "raw", false);
+    let out = dir.path().join("vm.qcow2");
+    let output = extract(&package_path, &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("UUID:")),
+        "a forged line: {stdout}"
+    );
+    assert!(
+        !stdout.contains(['\r', '\u{9b}', '\u{202e}']),
+        "raw controls: {stdout:?}"
+    );
+    assert!(
+        stdout.contains("Name:         Evil\\u{a}UUID: 00000000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\\u{202e}exe.txt"), "{stdout}");
+}

@@ -24,6 +24,7 @@ use std::fmt;
 
 use crate::bus::DiskBus;
 use crate::limits::{MAX_VCPUS, MIN_VCPUS, MemoryRange, check_memory_bytes, check_vcpus};
+use crate::shown::Shown;
 
 /// The memory of a domain without `<memory>`: 65536 KiB, as in the original.
 pub const DEFAULT_MEMORY_BYTES: u64 = 65536 * 1024;
@@ -44,23 +45,6 @@ pub(crate) fn parse_xml(xml: &str) -> Result<roxmltree::Document<'_>, roxmltree:
             ..roxmltree::ParsingOptions::default()
         },
     )
-}
-
-/// Displays an untrusted string with its control characters escaped, so an
-/// error message cannot play tricks on a terminal.
-pub(crate) struct Shown<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_unicode())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The format of a disk image, as named in `driver/@type` of libvirt.

@@ -16,6 +16,7 @@
 //! - [`limits`]: the vCPUs and memory one VM may have, the same from
 //!   `domain.xml` to the VM runner;
 //! - [`reference`](mod@reference): `.netx` reference files that point at a package URL;
+//! - [`shown`]: untrusted text (names, URLs, messages) made safe to print;
 //! - [`fetch`]: downloading a package over HTTP(S) with resume and timeouts.
 //!
 //! XML is parsed with `roxmltree`, which never expands entities beyond the
@@ -29,4 +30,5 @@ pub mod fetch;
 pub mod limits;
 pub mod package;
 pub mod reference;
+pub mod shown;
 pub mod url;

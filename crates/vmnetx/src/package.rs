@@ -30,7 +30,8 @@ use zip::CompressionMethod;
 use zip::ZipArchive;
 use zip::result::ZipError;
 
-use crate::domain::{Domain, DomainError, Shown, parse_xml};
+use crate::domain::{Domain, DomainError, parse_xml};
+use crate::shown::Shown;
 
 pub mod write;
 pub mod xml;

@@ -17,7 +17,8 @@
 //! lets a caller decide, from the first bytes of a file, whether it holds a
 //! reference or a package.
 
-use crate::domain::{Shown, parse_xml};
+use crate::domain::parse_xml;
+use crate::shown::Shown;
 
 /// The XML namespace of reference files.
 pub const NAMESPACE: &str = "http://olivearchive.org/xmlns/vmnetx/reference";

@@ -107,6 +107,11 @@ fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // In an attribute a raw newline, CR or tab would be normalised
+            // to a space by every reader: character references keep them.
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
             c => out.push(c),
         }
     }
