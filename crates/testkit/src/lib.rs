@@ -32,6 +32,7 @@ pub fn run(program: &str, args: &[&str]) -> String {
 pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
     let output = Command::new(program)
         .args(args)
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it (see .ci/run)"));
     assert!(
