@@ -8,14 +8,17 @@
 //! - [`api`]: the wire types only a server speaks (cloudlet info, public
 //!   recipes); the deploy answer and the problem+json body are shared with
 //!   every client, in [`sinfonia::deployment`] and [`sinfonia::problem`];
-//! - [`spec`]: path parameters, `RECIPES/<uuid>.yaml` and the checks of
-//!   their `vmi` values;
+//! - [`spec`]: path parameters and the checks of a recipe's `vmi` values;
+//! - [`recipes`]: `RECIPES/<uuid>.yaml`, read safely, cached and bounded;
 //! - [`state`]: the deployment registry and lifecycle (one deployment per
 //!   backend UUID and client key, leases, `max_vms`, client addresses);
 //! - [`backend`]: the [`Backend`] trait the registry drives to start and
 //!   stop VMs and to add and remove tunnel peers;
 //! - [`config`]: the settings, [`CloudletConfig`];
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
+//! - [`problems`]: [`ApiError`] and every error as problem+json;
+//! - [`listener`]: the socket, each connection's request line checked
+//!   before the HTTP library reads it;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
 //!   and clients on the user-space WireGuard server (`tunnel`);
 //! - [`data_dir`]: the data directory and the WireGuard key kept in it;
@@ -29,8 +32,11 @@ pub mod api;
 pub mod backend;
 pub mod config;
 pub mod data_dir;
+pub mod listener;
 pub mod local;
 pub mod names;
+pub mod problems;
+pub mod recipes;
 pub mod server;
 pub mod spec;
 pub mod standalone;
@@ -38,7 +44,8 @@ pub mod state;
 
 pub use backend::{Backend, BackendError};
 pub use config::CloudletConfig;
-pub use server::{ApiError, Cloudlet, ServeError, serve};
+pub use problems::ApiError;
+pub use server::{Cloudlet, ServeError, serve};
 pub use spec::{DeploymentSpec, VmSettings};
 pub use standalone::{LocalCloudlet, LocalCloudletConfig, StartError};
 pub use state::{Deployment, Registry};

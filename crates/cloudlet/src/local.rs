@@ -101,7 +101,7 @@ impl Backend for LocalBackend {
             }
         }
         for error in &cleanup.errors {
-            eprintln!("olive2022 cloudlet: cleaning up: {error}");
+            tracing::warn!(%error, "cleaning up after the previous run");
         }
         Ok(())
     }

@@ -14,46 +14,55 @@
 //! `uuid` may be `helloworld` (the nil UUID); the key is URL-safe or
 //! standard base64 (a standard key's `/` may be left unescaped: the key is
 //! the rest of the path, as Sinfonia's `format: path`). Every error is an
-//! `application/problem+json` body with `title` and `detail`: 400 bad UUID,
-//! key or report, 403 restricted recipe, 404 no recipe / no deployment /
-//! no such endpoint, 405, 413, 500 invalid recipe or backend failure, 503
-//! at capacity.
+//! `application/problem+json` body with `title` and `detail`
+//! ([`crate::problems`]): 400 bad UUID, key or report, 403 restricted
+//! recipe, 404 no recipe / no deployment / no such endpoint, 405, 413, 414,
+//! 422 a recipe whose VM cannot run here (checked before any pull), 500
+//! unreadable recipe or backend failure, 503 at capacity.
+//!
+//! Tier-2 reports are validated (an `http(s)` deploy URL ending in
+//! `/vN/deploy`, bounded lists), forgotten after [`REPORT_LIFETIME`] without
+//! a new one, and capped at [`MAX_REPORTS`]: a new cloudlet beyond the cap
+//! is refused with 503 rather than pushing out one that reports.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use sinfonia::deploy::IpNet;
 use sinfonia::deployment::{Deployment as DeploymentAnswer, TunnelConfig};
-use sinfonia::keys::{KeyFormatError, encode_key};
-use sinfonia::problem::{PROBLEM_JSON, Problem};
+use sinfonia::keys::encode_key;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
 use crate::config::{CloudletConfig, ConfigError, valid_location};
-use crate::spec::{
-    RecipeLoadError, RecipeStore, ValuesError, VmSettings, parse_application_key,
-    parse_backend_uuid,
-};
-use crate::state::{DeployError, Deployment, Registry};
+use crate::listener::GuardedListener;
+use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
+use crate::recipes::RecipeStore;
+use crate::spec::{VmSettings, parse_application_key, parse_backend_uuid};
+use crate::state::{Deployment, Registry};
 
 /// Largest request body accepted (a cloudlet report is a few hundred
 /// bytes).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Most tier-2 reports remembered; the oldest is dropped first.
+/// Most tier-2 cloudlets known at once; a report from a new one beyond
+/// this is refused until one expires.
 pub const MAX_REPORTS: usize = 64;
+/// How long a tier-2 report counts without a new one (Sinfonia's tier 1
+/// forgets a cloudlet after five minutes of silence; tier 2 reports every
+/// 15 s).
+pub const REPORT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Why the cloudlet cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -85,147 +94,12 @@ pub enum ServeError {
     Serve(io::Error),
 }
 
-/// An API request that fails, answered as `application/problem+json`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The backend UUID does not parse.
-    #[error("`{value}` is not a UUID (nor the alias `helloworld`)")]
-    BadUuid {
-        /// As sent (shortened, escaped).
-        value: String,
-    },
-    /// The application key is not a WireGuard public key.
-    #[error(
-        "the application key is not a WireGuard public key (32 bytes in URL-safe or standard base64): {0}"
-    )]
-    BadKey(KeyFormatError),
-    /// The recipe is missing or unusable.
-    #[error(transparent)]
-    Recipe(RecipeLoadError),
-    /// The recipe's values cannot run here.
-    #[error("the recipe for {uuid} cannot be deployed: {source}")]
-    Values {
-        /// The backend.
-        uuid: Uuid,
-        /// What is wrong.
-        source: ValuesError,
-    },
-    /// The recipe is private.
-    #[error("the recipe for {uuid} is restricted")]
-    Restricted {
-        /// The backend.
-        uuid: Uuid,
-    },
-    /// The deployment failed or was refused.
-    #[error(transparent)]
-    Deploy(DeployError),
-    /// No deployment for this UUID and key.
-    #[error("no deployment of {uuid} for this application key")]
-    NoDeployment {
-        /// The backend.
-        uuid: Uuid,
-    },
-    /// A cloudlet report that is not one.
-    #[error("invalid cloudlet report: {0}")]
-    BadReport(String),
-    /// No such endpoint.
-    #[error("no endpoint at {0}")]
-    NoRoute(String),
-}
-
-impl ApiError {
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadUuid { .. } | ApiError::BadKey(_) | ApiError::BadReport(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Recipe(RecipeLoadError::NotFound { .. })
-            | ApiError::NoDeployment { .. }
-            | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
-            ApiError::Restricted { .. } => StatusCode::FORBIDDEN,
-            ApiError::Deploy(
-                DeployError::AtCapacity { .. }
-                | DeployError::NoAddress
-                | DeployError::Start {
-                    source: BackendError::Unavailable(_),
-                    ..
-                }
-                | DeployError::Peer {
-                    source: BackendError::Unavailable(_),
-                    ..
-                },
-            ) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Recipe(_) | ApiError::Values { .. } | ApiError::Deploy(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    /// The problem's `title`.
-    pub fn title(&self) -> &'static str {
-        match self {
-            ApiError::BadUuid { .. } => "Invalid UUID",
-            ApiError::BadKey(_) => "Invalid application key",
-            ApiError::Recipe(RecipeLoadError::NotFound { .. }) => "Unknown application",
-            ApiError::Recipe(_) | ApiError::Values { .. } => "Invalid recipe",
-            ApiError::Restricted { .. } => "Restricted recipe",
-            ApiError::Deploy(DeployError::AtCapacity { .. } | DeployError::NoAddress) => {
-                "Cloudlet at capacity"
-            }
-            ApiError::Deploy(_) => "Deployment failed",
-            ApiError::NoDeployment { .. } => "No deployment",
-            ApiError::BadReport(_) => "Invalid cloudlet report",
-            ApiError::NoRoute(_) => "Not Found",
-        }
-    }
-
-    /// As a problem body.
-    pub fn problem(&self) -> Problem {
-        Problem::new(self.status().as_u16(), self.title(), self.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = self.problem();
-        if self.status().is_server_error() {
-            eprintln!(
-                "cloudlet: {} {}: {}",
-                problem.status, problem.title, problem.detail
-            );
-        }
-        problem_response(&problem)
-    }
-}
-
-/// A problem as a response: its status, `application/problem+json`.
-pub fn problem_response(problem: &Problem) -> Response {
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(problem).unwrap_or_default();
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    response
-}
-
-/// A value from a request, shortened and escaped for a message.
-fn echo(value: &str) -> String {
-    let short: String = value.chars().take(64).collect();
-    let mut escaped: String = short.escape_debug().collect();
-    if value.chars().count() > 64 {
-        escaped.push('…');
-    }
-    escaped
-}
-
 struct App<B: Backend> {
     config: CloudletConfig,
     recipes: RecipeStore,
     registry: Registry<B>,
     local_addr: SocketAddr,
-    reports: Mutex<Vec<CloudletInfo>>,
+    reports: Mutex<Vec<(Instant, CloudletInfo)>>,
 }
 
 impl<B: Backend> App<B> {
@@ -282,18 +156,10 @@ fn parse_target(uuid: &str, key: &str) -> Result<(Uuid, [u8; 32]), ApiError> {
 }
 
 async fn load_recipe<B: Backend>(
-    app: &Arc<App<B>>,
+    app: &App<B>,
     uuid: Uuid,
-) -> Result<sinfonia::Recipe, ApiError> {
-    let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || app.recipes.load(uuid))
-        .await
-        .map_err(|e| {
-            ApiError::Deploy(DeployError::Internal(format!(
-                "reading the recipe failed: {e}"
-            )))
-        })?
-        .map_err(ApiError::Recipe)
+) -> Result<Arc<sinfonia::Recipe>, ApiError> {
+    app.recipes.load(uuid).await.map_err(ApiError::Recipe)
 }
 
 async fn deploy_post<B: Backend>(
@@ -345,19 +211,21 @@ async fn recipe_get<B: Backend>(
     if recipe.restricted {
         return Err(ApiError::Restricted { uuid });
     }
-    Ok(Json(RecipeInfo::from(&recipe)).into_response())
+    Ok(Json(RecipeInfo::from(recipe.as_ref())).into_response())
 }
 
 async fn cloudlets_get<B: Backend>(State(app): AppState<B>) -> Response {
     let own = app.own_info();
     let mut list = vec![own];
-    let reports = app
+    let mut reports = app
         .reports
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    forget_stale(&mut reports, Instant::now());
     list.extend(
         reports
             .iter()
+            .map(|(_, report)| report)
             .filter(|report| report.uuid != Some(app.config.uuid))
             .cloned(),
     );
@@ -372,16 +240,26 @@ async fn cloudlets_post<B: Backend>(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadReport(echo(&e.to_string())))?;
     check_report(&report)?;
     report.last_update = Some(rfc3339(SystemTime::now()));
+    let now = Instant::now();
     let mut reports = app
         .reports
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    reports.retain(|known| known.uuid != report.uuid);
-    if reports.len() >= MAX_REPORTS {
-        reports.remove(0);
+    forget_stale(&mut reports, now);
+    let known = reports
+        .iter()
+        .position(|(_, known)| known.uuid == report.uuid);
+    match known {
+        Some(index) => reports[index] = (now, report),
+        None if reports.len() >= MAX_REPORTS => return Err(ApiError::TooManyCloudlets),
+        None => reports.push((now, report)),
     }
-    reports.push(report);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Drops the reports older than [`REPORT_LIFETIME`].
+fn forget_stale(reports: &mut Vec<(Instant, CloudletInfo)>, now: Instant) {
+    reports.retain(|(at, _)| now.duration_since(*at) < REPORT_LIFETIME);
 }
 
 fn check_report(report: &CloudletInfo) -> Result<(), ApiError> {
@@ -389,15 +267,8 @@ fn check_report(report: &CloudletInfo) -> Result<(), ApiError> {
     if report.uuid.is_none() {
         return bad("`uuid` is missing".into());
     }
-    let endpoint = &report.endpoint;
-    if endpoint.len() > 2048
-        || !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        || endpoint.chars().any(char::is_control)
-    {
-        return bad(format!(
-            "`endpoint` `{}` is not an http(s) URL",
-            echo(endpoint)
-        ));
+    if let Err(reason) = check_endpoint(&report.endpoint) {
+        return bad(format!("`endpoint` `{}` {reason}", echo(&report.endpoint)));
     }
     if let Some(name) = &report.name
         && name.len() > 253
@@ -434,43 +305,30 @@ fn check_report(report: &CloudletInfo) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn no_route(uri: Uri) -> ApiError {
-    ApiError::NoRoute(echo(uri.path()))
-}
-
-/// Turns every error response that is not already a problem (axum's own
-/// rejections: 405, 413, bad path encoding…) into one.
-async fn ensure_problem(response: Response) -> Response {
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
+/// A tier 2's deploy URL as Sinfonia's tier 1 accepts it: `http(s)`, a
+/// host, no credentials, and a path ending in `/v<N>/deploy`.
+fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    if endpoint.len() > 2048 {
+        return Err("is longer than 2048 bytes");
     }
-    let (mut parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
-        .unwrap_or_default();
-    let title = status.canonical_reason().unwrap_or("Error");
-    let detail = match (text.is_empty(), status) {
-        (false, _) => echo(&text),
-        (true, StatusCode::METHOD_NOT_ALLOWED) => {
-            "this endpoint does not support the request's method".to_owned()
-        }
-        (true, _) => title.to_owned(),
-    };
-    let problem = Problem::new(status.as_u16(), title, detail);
-    parts
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    parts.headers.remove(CONTENT_LENGTH);
-    Response::from_parts(
-        parts,
-        Body::from(serde_json::to_vec(&problem).unwrap_or_default()),
-    )
+    let url = url::Url::parse(endpoint).map_err(|_| "is not a URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("is not an http(s) URL with a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("holds credentials");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("has a query or fragment");
+    }
+    let mut segments = url.path().trim_end_matches('/').rsplit('/');
+    let deploy = segments.next() == Some("deploy");
+    let version = segments.next().and_then(|v| v.strip_prefix('v'));
+    if !(deploy && version.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return Err("does not end in /v<N>/deploy");
+    }
+    Ok(())
 }
 
 fn router<B: Backend>(app: Arc<App<B>>) -> Router {
@@ -487,6 +345,7 @@ fn router<B: Backend>(app: Arc<App<B>>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .fallback(no_route)
+        .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::map_response(ensure_problem))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -579,7 +438,8 @@ impl<B: Backend> Cloudlet<B> {
         let registry = self.app.registry.clone();
         let reaper = registry.spawn_reaper(self.app.config.reap_period());
         let router = router(Arc::clone(&self.app));
-        let served = axum::serve(self.listener, router)
+        let listener = GuardedListener::new(self.listener).map_err(ServeError::Serve)?;
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         reaper.abort();

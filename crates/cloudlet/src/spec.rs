@@ -3,8 +3,6 @@
 //! - [`parse_backend_uuid`] and [`parse_application_key`]: the two path
 //!   parameters (the UUID may be the alias `helloworld`; the key is
 //!   URL-safe or standard base64, with or without padding, of 32 bytes);
-//! - [`RecipeStore`]: `RECIPES/<uuid>.yaml`, read at each request (so edits
-//!   apply to the next start) with Sinfonia's safe loader and schema;
 //! - [`VmSettings`]: the recipe's `values` read as the `vmi` chart's
 //!   [`VmiValues`], with memory and vCPUs parsed and checked against
 //!   [`vmnetx::limits`] (the VM runner's bounds), so a recipe the runner
@@ -12,15 +10,11 @@
 //! - [`DeploymentSpec`]: everything a [`crate::Backend`] needs to start one
 //!   deployment.
 
-use std::fs::File;
-use std::io::{self, Read};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
+use sinfonia::Recipe;
 use sinfonia::keys::{KeyFormatError, decode_key};
-use sinfonia::recipe::MAX_RECIPE_SIZE;
 use sinfonia::vmi::VmiValues;
-use sinfonia::{Recipe, RecipeError};
 use uuid::Uuid;
 use vmnetx::limits::{
     MAX_MEMORY_BYTES, MAX_VCPUS, MIN_MEMORY_BYTES, MIN_VCPUS, VmSize, check_vcpus,
@@ -42,97 +36,6 @@ pub fn parse_backend_uuid(text: &str) -> Result<Uuid, uuid::Error> {
 /// standard base64, with or without padding (or 64 hex digits), 32 bytes.
 pub fn parse_application_key(text: &str) -> Result<[u8; 32], KeyFormatError> {
     decode_key(text)
-}
-
-/// A recipe that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum RecipeLoadError {
-    /// No `RECIPES/<uuid>.yaml`.
-    #[error("no recipe for {uuid}")]
-    NotFound {
-        /// The backend.
-        uuid: Uuid,
-    },
-    /// The file exists but cannot be read.
-    #[error("cannot read the recipe {}: {source}", path.display())]
-    Io {
-        /// The recipe file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// Not a recipe: YAML syntax, schema, foreign tags, size, encoding.
-    #[error("the recipe for {uuid} is invalid: {reason}")]
-    Invalid {
-        /// The backend.
-        uuid: Uuid,
-        /// What is wrong, from the loader.
-        reason: String,
-    },
-}
-
-/// The recipe directory (`RECIPES`).
-#[derive(Debug, Clone)]
-pub struct RecipeStore {
-    dir: PathBuf,
-}
-
-impl RecipeStore {
-    /// Recipes in `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> RecipeStore {
-        RecipeStore { dir: dir.into() }
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The file of a backend's recipe: `<dir>/<hyphenated uuid>.yaml` (the
-    /// name comes from a parsed UUID, so it never leaves the directory).
-    pub fn path(&self, uuid: Uuid) -> PathBuf {
-        self.dir.join(format!("{}.yaml", uuid.hyphenated()))
-    }
-
-    /// Loads the recipe of a backend, as Sinfonia's safe loader and schema
-    /// would (Python tags and unknown fields refused).
-    pub fn load(&self, uuid: Uuid) -> Result<Recipe, RecipeLoadError> {
-        let path = self.path(uuid);
-        let io_error = |source: io::Error| RecipeLoadError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(RecipeLoadError::NotFound { uuid });
-            }
-            Err(e) => return Err(io_error(e)),
-        };
-        if !file.metadata().map_err(io_error)?.is_file() {
-            return Err(RecipeLoadError::Invalid {
-                uuid,
-                reason: "not a regular file".into(),
-            });
-        }
-        let mut bytes = Vec::new();
-        let limit = u64::try_from(MAX_RECIPE_SIZE).unwrap_or(u64::MAX) + 1;
-        file.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
-        if bytes.len() > MAX_RECIPE_SIZE {
-            return Err(RecipeLoadError::Invalid {
-                uuid,
-                reason: RecipeError::TooLarge(bytes.len()).to_string(),
-            });
-        }
-        let text = String::from_utf8(bytes).map_err(|_| RecipeLoadError::Invalid {
-            uuid,
-            reason: "not UTF-8 text".into(),
-        })?;
-        Recipe::from_yaml(&text).map_err(|e| RecipeLoadError::Invalid {
-            uuid,
-            reason: e.to_string(),
-        })
-    }
 }
 
 /// Recipe values the embedded cloudlet cannot run.

@@ -442,7 +442,7 @@ impl<B: Backend> Registry<B> {
 
     async fn stop_vm(&self, name: &str, running: Arc<B::Running>) {
         if let Err(e) = self.blocking(move |backend| backend.stop(&running)).await {
-            eprintln!("cloudlet: stopping deployment {name}: {e}");
+            tracing::error!(deployment = name, error = %e, "stopping the VM failed");
         }
     }
 
@@ -451,7 +451,7 @@ impl<B: Backend> Registry<B> {
             .blocking(move |backend| backend.remove_peer(&key, address))
             .await
         {
-            eprintln!("cloudlet: removing the tunnel peer {address}: {e}");
+            tracing::error!(%address, error = %e, "removing the tunnel peer failed");
         }
     }
 
@@ -588,7 +588,7 @@ impl<B: Backend> Registry<B> {
             .collect();
         for task in tasks {
             if let Err(e) = task.await {
-                eprintln!("cloudlet: expiring a deployment failed: {e}");
+                tracing::error!(error = %e, "expiring a deployment failed");
             }
         }
     }
@@ -671,7 +671,7 @@ impl<B: Backend> Registry<B> {
             .collect();
         for task in tasks {
             if let Err(e) = task.await {
-                eprintln!("cloudlet: releasing a deployment failed: {e}");
+                tracing::error!(error = %e, "releasing a deployment failed");
             }
         }
     }

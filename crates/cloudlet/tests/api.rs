@@ -661,10 +661,28 @@ fn bad_recipes_are_refused_clearly() {
         let uuid = Uuid::from_u128(n);
         write_recipe(dir, uuid, &yaml);
         let reply = server.deploy(&uuid.to_string(), &urlsafe(&key(1)));
-        let detail = reply.problem(500);
-        assert!(detail.contains(expected), "{n:x}: {detail}");
-        assert!(detail.contains(&uuid.to_string()), "{n:x}: {detail}");
-        assert_eq!(reply.json["title"], "Invalid recipe");
+        if reply.status == 422 {
+            // A recipe that loads but whose VM cannot run here: the client
+            // is told what to change.
+            let detail = reply.problem(422);
+            assert!(detail.contains(expected), "{n:x}: {detail}");
+            assert_eq!(reply.json["title"], "Recipe cannot run here");
+        } else {
+            // A file that is not a recipe: the client learns which recipe,
+            // never what is in it (that is for the operator's log).
+            let detail = reply.problem(500);
+            assert!(!detail.contains(expected), "{n:x} leaks: {detail}");
+            assert!(detail.contains("log"), "{n:x}: {detail}");
+            assert_eq!(reply.json["title"], "Invalid recipe");
+        }
+        assert!(
+            reply.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&uuid.to_string())
+        );
+        let loads = !matches!(n, 0x10 | 0x11 | 0x15);
+        assert_eq!(reply.status, if loads { 422 } else { 500 }, "{n:x}");
     }
     // The Python tag is also refused by the recipe endpoint.
     server
@@ -700,9 +718,9 @@ fn a_vm_larger_than_the_runner_takes_is_refused_before_any_pull() {
         too_big.resources.requests.cpu = cpus;
         write_recipe(dir, uuid, &recipe_yaml(&too_big, false));
         let reply = server.deploy(&uuid.to_string(), &urlsafe(&key(1)));
-        let detail = reply.problem(500);
+        let detail = reply.problem(422);
         assert!(detail.contains(expected), "{n:x}: {detail}");
-        assert_eq!(reply.json["title"], "Invalid recipe");
+        assert_eq!(reply.json["title"], "Recipe cannot run here");
     }
     // The backend (which pulls the image first thing) was never asked.
     assert_eq!(server.recorder.starts(), 0);
@@ -1029,4 +1047,179 @@ fn every_error_is_a_problem() {
     server
         .call(Method::POST, &format!("/deploy/{APP}/%FF%FE"))
         .problem(400);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile recipe directories and requests
+
+#[test]
+fn a_fifo_in_the_recipe_directory_blocks_nothing() {
+    let server = Server::start();
+    let fifo = Uuid::from_u128(0x30);
+    let path = server.recipes.path().join(format!("{fifo}.yaml"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Far more requests than the blocking pool has threads would have hung
+    // the cloudlet when each opened the FIFO and waited for a writer.
+    let started = Instant::now();
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let url = server.url(&format!("/deploy/{fifo}/{}", urlsafe(&key(1))));
+            thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(url)
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().unwrap(), 500);
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // A symbolic link to a FIFO is refused the same way.
+    let linked = Uuid::from_u128(0x31);
+    std::os::unix::fs::symlink(&path, server.recipes.path().join(format!("{linked}.yaml")))
+        .unwrap();
+    let detail = server
+        .deploy(&linked.to_string(), &urlsafe(&key(1)))
+        .problem(500);
+    assert!(detail.contains(&linked.to_string()), "{detail}");
+    // And the cloudlet still serves.
+    server
+        .deploy(&APP.to_string(), &urlsafe(&key(2)))
+        .deployment();
+}
+
+#[test]
+fn recipe_errors_never_show_the_files_contents() {
+    let server = Server::start();
+    let dir = server.recipes.path();
+    let secret = dir.join("secret");
+    std::fs::write(
+        &secret,
+        "root:x:0:0:SECRET-ROOT-LINE:/root:/bin/bash\ndaemon:x:1:1:SECRET-DAEMON\n",
+    )
+    .unwrap();
+    let linked = Uuid::from_u128(0x40);
+    std::os::unix::fs::symlink(&secret, dir.join(format!("{linked}.yaml"))).unwrap();
+    // A restricted recipe that does not parse: its text must not leak
+    // through the recipe endpoint either.
+    let broken = Uuid::from_u128(0x41);
+    write_recipe(
+        dir,
+        broken,
+        "restricted: true\nchart: vmi\nversion: [SECRET-IN-RESTRICTED\n",
+    );
+    for uuid in [linked, broken] {
+        for reply in [
+            server.deploy(&uuid.to_string(), &urlsafe(&key(1))),
+            server.call(Method::GET, &format!("/recipe/{uuid}/")),
+        ] {
+            let detail = reply.problem(500);
+            let body = reply.json.to_string();
+            assert!(!body.contains("SECRET"), "{body}");
+            assert!(!body.contains("root:x"), "{body}");
+            assert!(detail.contains(&uuid.to_string()), "{detail}");
+        }
+    }
+}
+
+#[test]
+fn overlong_request_targets_get_a_414_problem() {
+    let server = Server::start();
+    let client = urlsafe(&key(1));
+    // Within what the HTTP library reads: refused before the HTTP library
+    // sees it on a new connection, and by the router on a kept-alive one.
+    let long = format!("/deploy/{APP}/{client}?{}", "a".repeat(10 * 1024));
+    let detail = server.call(Method::POST, &long).problem(414);
+    assert!(detail.contains("longer than"), "{detail}");
+    let kept_alive = reqwest::blocking::Client::new();
+    let first = kept_alive.get(server.url("/cloudlets/")).send().unwrap();
+    assert_eq!(first.status(), 200);
+    let second = kept_alive.post(server.url(&long)).send().unwrap();
+    assert_eq!(second.status(), 414);
+    assert_eq!(second.headers()["content-type"], "application/problem+json");
+    assert!(second.text().unwrap().contains("8192"));
+    // Beyond what the HTTP library parses at all (a URI over 64 KiB), which
+    // no HTTP client library sends: written by hand.
+    let huge = format!(
+        "POST /api/v1/deploy/{APP}/{client}?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{Read, Write};
+    // The server may answer and close before reading everything.
+    let _ = stream.write_all(huge.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 414"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("\"status\":414"), "{answer}");
+    // The server still answers.
+    server.deploy(&APP.to_string(), &client).deployment();
+}
+
+#[test]
+fn cloudlet_reports_are_validated_and_capped() {
+    let server = Server::start();
+    let report = |n: u128, endpoint: &str| {
+        serde_json::to_vec(&json!({
+            "uuid": Uuid::from_u128(0x1000 + n),
+            "endpoint": endpoint,
+        }))
+        .unwrap()
+    };
+    for endpoint in [
+        "ftp://192.0.2.1/api/v1/deploy",
+        "http://[::1/api/v1/deploy",
+        "http://user:pw@192.0.2.1/api/v1/deploy",
+        "http://192.0.2.1/api/v1/deploy?x=1",
+        "http://192.0.2.1/",
+        "http://192.0.2.1/api/deploy",
+        "http://192.0.2.1/api/vx/deploy",
+        "javascript:alert(1)",
+        "not a url",
+    ] {
+        let detail = server
+            .call_with_body(Method::POST, "/cloudlets/", report(0, endpoint))
+            .problem(400);
+        assert!(detail.contains("endpoint"), "{endpoint}: {detail}");
+    }
+    // Up to the cap, new cloudlets are recorded; then refused, while a known
+    // one still updates (an attacker cannot push out the real ones).
+    for n in 0..cloudlet::server::MAX_REPORTS as u128 {
+        let endpoint = format!("http://192.0.2.{}:5000/api/v1/deploy", n % 250);
+        let posted = server.call_with_body(Method::POST, "/cloudlets/", report(n, &endpoint));
+        assert_eq!(posted.status, 204, "{posted:?}");
+    }
+    let one_more = server.call_with_body(
+        Method::POST,
+        "/cloudlets/",
+        report(999, "http://198.51.100.1/api/v2/deploy"),
+    );
+    one_more.problem(503);
+    let again = server.call_with_body(
+        Method::POST,
+        "/cloudlets/",
+        report(0, "https://edge.example.org/sinfonia/api/v1/deploy/"),
+    );
+    assert_eq!(again.status, 204, "{again:?}");
+    let list = server.call(Method::GET, "/cloudlets/").json;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1 + cloudlet::server::MAX_REPORTS
+    );
 }

@@ -129,8 +129,8 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
     }));
 
     let (status, problem) = deploy(&api, TOO_BIG);
-    assert_eq!(status, 500, "{problem}");
-    assert_eq!(problem["title"], "Invalid recipe");
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["title"], "Recipe cannot run here");
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("cpu 65 is out of range (1–64)"), "{detail}");
     assert_eq!(

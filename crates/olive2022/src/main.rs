@@ -16,6 +16,7 @@ mod extract;
 mod handler;
 mod interrupt;
 mod launch;
+mod logging;
 mod progress;
 mod snapshot;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return ExitCode::SUCCESS;
     };
+    logging::init(&cli);
     let outcome = match command {
         Command::Uuid(args) => launch::uuid(args),
         Command::Launch(args) => launch::launch(&cli, args),

@@ -61,8 +61,8 @@ impl Recipe {
         if let Some(tag) = find_tag(text) {
             return Err(RecipeError::Tag(tag));
         }
-        let recipe: Recipe =
-            serde_saphyr::from_str(text).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+        let recipe: Recipe = serde_saphyr::from_str_with_options(text, parse_options())
+            .map_err(|e| RecipeError::Invalid(e.to_string()))?;
         recipe.check()?;
         Ok(recipe)
     }
@@ -82,6 +82,26 @@ impl Recipe {
         }
         Ok(())
     }
+}
+
+/// The parser's budget for one recipe. A recipe is a few dozen nodes; the
+/// library's defaults (a million events, 50,000 aliases, 64 MiB of anchored
+/// data) let a 64 KiB alias bomb cost tens of MiB per parse, which a burst
+/// of requests multiplies. These bounds keep one parse under about a MiB.
+fn parse_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 20_000;
+    budget.max_nodes = 10_000;
+    budget.max_aliases = 256;
+    budget.max_anchors = 256;
+    budget.max_recorded_anchor_events = 10_000;
+    budget.max_recorded_anchor_bytes = 256 * 1024;
+    budget.max_total_scalar_bytes = 2 * MAX_RECIPE_SIZE;
+    budget.max_depth = 32;
+    budget.max_documents = 1;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// The first tag in the document that a safe loader would not resolve to
@@ -174,5 +194,32 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(Recipe::from_yaml(&yaml).is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_alias_bomb_within_the_size_limit_is_refused_by_the_budget() {
+        // Each level repeats the previous one 10 times: 10^5 nodes from a few
+        // hundred bytes. Refused on the alias and replay budget, not after
+        // materialising a large `values` tree.
+        let mut yaml = String::from(
+            "chart: vmi\nversion: '1'\nvalues:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n",
+        );
+        for i in 1..6 {
+            let prev = format!("*l{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            yaml.push_str(&format!("  l{i}: &l{i} [{items}]\n"));
+        }
+        match Recipe::from_yaml(&yaml) {
+            Err(RecipeError::Invalid(reason)) => {
+                assert!(
+                    reason.to_lowercase().contains("budget") || reason.contains("alias"),
+                    "{reason}"
+                )
+            }
+            other => panic!("an alias bomb was not refused: {other:?}"),
+        }
+        // A recipe with a few honest anchors still loads.
+        let fine = "chart: vmi\nversion: '1'\nvalues:\n  a: &a {x: 1}\n  b: *a\n";
+        assert!(Recipe::from_yaml(fine).is_ok());
     }
 }
