@@ -5,12 +5,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use sinfonia::deploy::{Deployment, Tier1};
+use sinfonia::deploy::{CONNECT_TIMEOUT, Deployment, Tier1};
 use sinfonia::keys::{CachedKey, KeyCache, KeyOrigin};
 use sinfonia::wireguard::PERSISTENT_KEEPALIVE;
 use tunnel::TunnelConfig;
 use uuid::Uuid;
 
+use crate::deadline::Deadline;
 use crate::error::LaunchError;
 use crate::observer::Observer;
 
@@ -26,10 +27,12 @@ pub struct Deployed {
 }
 
 /// Deploys `uuid` through `tier1` with the cached key for it (created when
-/// there is none or it is unusable), in the user's default key cache.
+/// there is none or it is unusable), in the user's default key cache; the
+/// request and the reading of its answer end by `deadline`.
 pub fn deploy(
     uuid: Uuid,
     tier1: &Tier1,
+    deadline: Deadline,
     observer: &mut dyn Observer,
 ) -> Result<Deployed, LaunchError> {
     let cache = KeyCache::default_location().map_err(LaunchError::KeyCache)?;
@@ -37,6 +40,9 @@ pub fn deploy(
     note_key_origin(&key, observer);
     let started = Instant::now();
     observer.status(&format!("Deploying {uuid} through {}…", tier1.origin()));
+    let tier1 = tier1
+        .clone()
+        .with_timeouts(deadline.cap(CONNECT_TIMEOUT), deadline.remaining());
     let deployment = tier1.deploy(uuid, &key.keys).map_err(LaunchError::Deploy)?;
     let name = deployment.name.as_deref().unwrap_or("the deployment");
     observer.status(&format!(

@@ -3,11 +3,12 @@
 //! with backoff until its server sends the `RFB` banner.
 
 use std::net::SocketAddrV4;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::TunnelHandle;
 
+use crate::deadline::Deadline;
 use crate::error::LaunchError;
 use crate::observer::Observer;
 
@@ -21,24 +22,33 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WAITING_FOR_DISPLAY: &str = "Waiting for the VM's display";
 
 /// Resolves the VNC service and waits until its server sends the `RFB`
-/// banner through the tunnel; gives up after `timeout`. Returns the
-/// service's address inside the tunnel.
+/// banner through the tunnel; gives up at `deadline`, name lookups
+/// included. Returns the service's address inside the tunnel.
 pub async fn wait_for_display(
     handle: &TunnelHandle,
-    timeout: Duration,
+    deadline: Deadline,
     observer: &mut dyn Observer,
 ) -> Result<SocketAddrV4, LaunchError> {
     let mut waiting = observer.waiting(WAITING_FOR_DISPLAY);
-    let result = probe_until_answered(handle, timeout).await;
+    let bounded = tokio::time::timeout_at(deadline.at().into(), probe_until_answered(handle));
+    let result = bounded
+        .await
+        .unwrap_or_else(|_| Err(display_timeout(deadline)));
     waiting.finish();
     result
 }
 
-async fn probe_until_answered(
-    handle: &TunnelHandle,
-    timeout: Duration,
-) -> Result<SocketAddrV4, LaunchError> {
-    let deadline = Instant::now() + timeout;
+fn display_timeout(deadline: Deadline) -> LaunchError {
+    LaunchError::DisplayTimeout {
+        service: VNC_SERVICE,
+        port: VNC_PORT,
+        seconds: deadline.total().as_secs(),
+    }
+}
+
+/// Resolves the service, then probes it with growing pauses until it
+/// answers; the caller bounds the time.
+async fn probe_until_answered(handle: &TunnelHandle) -> Result<SocketAddrV4, LaunchError> {
     let ip = handle
         .resolve(VNC_SERVICE)
         .await
@@ -48,13 +58,6 @@ async fn probe_until_answered(
     loop {
         if probe(handle, target).await {
             return Ok(target);
-        }
-        if Instant::now() + pause > deadline {
-            return Err(LaunchError::DisplayTimeout {
-                service: VNC_SERVICE,
-                port: VNC_PORT,
-                seconds: timeout.as_secs(),
-            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_BACKOFF);

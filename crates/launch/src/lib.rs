@@ -13,6 +13,10 @@
 //! [`stage2()`] is the viewer side of the original's two-stage launch, with
 //! the system resolver inside the original's namespace.
 //!
+//! One [`Deadline`] (`--timeout`) bounds all of it, from the deploy request
+//! to the viewer's start: the request and its answer, the handshake, the
+//! name lookups and the wait for the display each take what is left.
+//!
 //! Nothing here prints: status lines and the wait for the display go
 //! through the caller's [`Observer`].
 //!
@@ -22,6 +26,7 @@
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
 //! [`stage2`](mod@stage2), [`error`].
 
+mod deadline;
 mod debug;
 pub mod deploy;
 pub mod display;
@@ -31,6 +36,7 @@ pub mod session;
 pub mod stage2;
 pub mod viewer;
 
+pub use deadline::Deadline;
 pub use debug::write_private;
 pub use deploy::{Deployed, deploy};
 pub use error::LaunchError;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tunnel::{Tunnel, TunnelConfig};
 
+use crate::deadline::Deadline;
 use crate::deploy::Deployed;
 use crate::display::wait_for_display;
 use crate::error::LaunchError;
@@ -28,23 +29,23 @@ pub struct Session {
 }
 
 impl Session {
-    /// Brings the tunnel described by `config` up, waits (up to `timeout`)
-    /// for the handshake and the VM's display, and forwards a local port
-    /// to the display. `deployed` says when the launch began.
+    /// Brings the tunnel described by `config` up, waits (until
+    /// `deadline`) for the handshake and the VM's display, and forwards a
+    /// local port to the display. `deployed` says when the launch began.
     pub async fn open(
         deployed: &Deployed,
         config: TunnelConfig,
-        timeout: Duration,
+        deadline: Deadline,
         observer: &mut dyn Observer,
     ) -> Result<Session, LaunchError> {
         let endpoint = config.endpoint;
         let tunnel = Tunnel::start(config).await?;
         let handle = tunnel.handle();
         handle
-            .wait_handshake(HANDSHAKE_TIMEOUT.min(timeout))
+            .wait_handshake(deadline.cap(HANDSHAKE_TIMEOUT))
             .await?;
         observer.detail(&format!("Tunnel to {endpoint} up"));
-        let target = wait_for_display(&handle, timeout, observer).await?;
+        let target = wait_for_display(&handle, deadline, observer).await?;
         let listener = local_listener().await?;
         let port = listener.local_addr()?.port();
         observer.status(&format!(
@@ -84,13 +85,13 @@ async fn local_listener() -> Result<tokio::net::TcpListener, LaunchError> {
         .map_err(LaunchError::Listen)
 }
 
-/// The whole second step: opens a [`Session`] for `deployed` (waiting up
-/// to `timeout`), runs `viewer` on its local port, closes the session when
-/// the viewer exits and returns the viewer's exit status.
+/// The whole second step: opens a [`Session`] for `deployed` (waiting
+/// until `deadline`), runs `viewer` on its local port, closes the session
+/// when the viewer exits and returns the viewer's exit status.
 pub fn view(
     deployed: &Deployed,
     viewer: &Viewer,
-    timeout: Duration,
+    deadline: Deadline,
     observer: &mut dyn Observer,
 ) -> Result<ExitStatus, LaunchError> {
     let config = deployed.tunnel_config()?;
@@ -99,7 +100,7 @@ pub fn view(
         .build()
         .map_err(LaunchError::Runtime)?;
     runtime.block_on(async {
-        let session = Session::open(deployed, config, timeout, observer).await?;
+        let session = Session::open(deployed, config, deadline, observer).await?;
         let port = session.port();
         observer.detail(&format!(
             "Starting {}",

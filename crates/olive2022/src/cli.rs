@@ -82,7 +82,8 @@ pub struct LaunchArgs {
     /// VNC viewer to run with the single argument vnc://127.0.0.1:PORT.
     #[arg(long, env = "OLIVE2022_VIEWER", value_name = "PROGRAM")]
     pub viewer: Option<String>,
-    /// Seconds to wait for the VM's display.
+    /// Seconds the whole launch may take, from the deploy request to the
+    /// VM's display answering.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
     /// Write wg.conf and resolv.conf to the current directory and stop.

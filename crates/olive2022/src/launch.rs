@@ -41,6 +41,8 @@ fn observer(cli: &Cli) -> TerminalObserver {
 
 /// `olive2022 launch URL`.
 pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
+    // The whole launch, from the deploy request to the viewer, within it.
+    let deadline = ::launch::Deadline::after(Duration::from_secs(args.timeout));
     let url = parse(&args.url)?;
     let tier1 = Tier1::new(&args.tier1_url).context("invalid tier-1 URL")?;
     if cli.dry_run {
@@ -52,7 +54,7 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
         _ => None,
     };
     let mut observer = observer(cli);
-    let deployed = ::launch::deploy(url.sinfonia_uuid(), &tier1, &mut observer)?;
+    let deployed = ::launch::deploy(url.sinfonia_uuid(), &tier1, deadline, &mut observer)?;
     if args.config_debug {
         for (file, text) in deployed.debug_config() {
             ::launch::write_private(file, &text).with_context(|| format!("cannot write {file}"))?;
@@ -69,8 +71,7 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let viewer = viewer.context("no viewer")?;
-    let timeout = Duration::from_secs(args.timeout);
-    let status = ::launch::view(&deployed, &viewer, timeout, &mut observer)?;
+    let status = ::launch::view(&deployed, &viewer, deadline, &mut observer)?;
     Ok(exit_code(status))
 }
 

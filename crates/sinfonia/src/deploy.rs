@@ -33,6 +33,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer body read.
 const MAX_BODY: u64 = 1024 * 1024;
+/// Most `TunnelConfig.dns` entries read (Sinfonia sends one name server and
+/// four search domains).
+pub const MAX_DNS_ENTRIES: usize = 16;
+/// Most name servers used, as resolv.conf's `MAXNS`.
+pub const MAX_DNS_SERVERS: usize = 3;
+/// Most search domains used, as resolv.conf's classic `MAXDNSRCH`.
+pub const MAX_SEARCH_DOMAINS: usize = 6;
+/// Most networks in `allowedIPs` or `address`.
+pub const MAX_NETWORKS: usize = 64;
 /// Length of body excerpts in error messages, in characters.
 const EXCERPT: usize = 160;
 
@@ -421,8 +430,11 @@ impl Tier1 {
             .user_agent(concat!("olive2022-sinfonia/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(transport)?;
+        // The request's own timeout covers the whole exchange, the body
+        // included; the client's only bounds each read.
         let mut response = client
             .post(self.url_for(uuid, key))
+            .timeout(self.request_timeout)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .map_err(transport)?;
@@ -841,6 +853,7 @@ fn ip_nets(items: &[String], field: &str) -> Result<Vec<IpNet>, DeployError> {
     if items.is_empty() {
         return Err(field_error(field, "is empty"));
     }
+    check_count(field, items.len(), MAX_NETWORKS)?;
     items
         .iter()
         .enumerate()
@@ -864,6 +877,7 @@ fn check_deployment(wire: wire::Deployment) -> Result<Deployment, DeployError> {
         .map_err(|e| field_error("TunnelConfig.endpoint", sanitize(&e, EXCERPT)))?;
     let allowed_ips = ip_nets(&tunnel.allowed_ips, "TunnelConfig.allowedIPs")?;
     let addresses = ip_nets(&tunnel.address, "TunnelConfig.address")?;
+    check_count("TunnelConfig.dns", tunnel.dns.len(), MAX_DNS_ENTRIES)?;
     let mut dns_servers = Vec::new();
     let mut search_domains = Vec::new();
     for (i, entry) in tunnel.dns.into_iter().enumerate() {
@@ -881,6 +895,16 @@ fn check_deployment(wire: wire::Deployment) -> Result<Deployment, DeployError> {
             ));
         }
     }
+    check_count(
+        "TunnelConfig.dns (name servers)",
+        dns_servers.len(),
+        MAX_DNS_SERVERS,
+    )?;
+    check_count(
+        "TunnelConfig.dns (search domains)",
+        search_domains.len(),
+        MAX_SEARCH_DOMAINS,
+    )?;
     Ok(Deployment {
         name,
         uuid: wire.uuid,
@@ -896,6 +920,18 @@ fn check_deployment(wire: wire::Deployment) -> Result<Deployment, DeployError> {
             search_domains,
         },
     })
+}
+
+/// Refuses a list longer than a resolver or tunnel would use: each entry
+/// costs work (a search domain is one more lookup per name resolved).
+fn check_count(field: &str, count: usize, max: usize) -> Result<(), DeployError> {
+    if count > max {
+        return Err(field_error(
+            field,
+            format!("has {count} entries; at most {max} are accepted"),
+        ));
+    }
+    Ok(())
 }
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_` (not

@@ -821,3 +821,33 @@ fn qr_codes_match_segno() {
         "{versions:?}"
     );
 }
+
+#[test]
+fn answers_are_bounded_in_count() {
+    // 20,000 search domains once meant 20,000 lookups per name resolved.
+    let many_domains = serve_deployment(|d| {
+        let mut dns = vec![json!("10.43.0.10")];
+        dns.extend((0..20_000).map(|i| json!(format!("d{i}.example"))));
+        d["TunnelConfig"]["dns"] = json!(dns);
+    });
+    let e = deploy_error(&many_domains);
+    assert_field(&e, "TunnelConfig.dns", &["20001", "at most 16"]);
+    let seven_domains = serve_deployment(|d| {
+        let dns: Vec<Value> = (0..7).map(|i| json!(format!("d{i}.example"))).collect();
+        d["TunnelConfig"]["dns"] = json!(dns);
+    });
+    let e = deploy_error(&seven_domains);
+    assert_field(&e, "TunnelConfig.dns (search domains)", &["7", "at most 6"]);
+    let four_servers = serve_deployment(|d| {
+        let dns: Vec<Value> = (1..=4).map(|i| json!(format!("10.43.0.{i}"))).collect();
+        d["TunnelConfig"]["dns"] = json!(dns);
+    });
+    let e = deploy_error(&four_servers);
+    assert_field(&e, "TunnelConfig.dns (name servers)", &["4", "at most 3"]);
+    let many_networks = serve_deployment(|d| {
+        let nets: Vec<Value> = (0..65).map(|i| json!(format!("10.9.{i}.0/24"))).collect();
+        d["TunnelConfig"]["allowedIPs"] = json!(nets);
+    });
+    let e = deploy_error(&many_networks);
+    assert_field(&e, "TunnelConfig.allowedIPs", &["65", "at most 64"]);
+}

@@ -36,7 +36,8 @@
 //!   the VNC service, which answers as CoreDNS does: `A` → 10.43.1.1,
 //!   `AAAA` → NOERROR without data, any other `*.cluster.local` name →
 //!   NXDOMAIN, names outside `cluster.local` → REFUSED (no upstream).
-//!   `dns_answers: false` leaves out the record, so `vmi-vnc.…` is NXDOMAIN.
+//!   `dns_answers: false` leaves out the record, so `vmi-vnc.…` is NXDOMAIN;
+//!   `dns_server: false` runs no DNS server, so lookups go unanswered.
 //! - `VncServer::None` leaves 10.43.1.1:5900 closed: through the tunnel a
 //!   connection is refused (RST), as a Kubernetes service whose VM is not
 //!   up yet; a waiting client keeps retrying until its timeout.
@@ -111,6 +112,8 @@ pub struct CloudletOptions {
     pub vnc: VncServer,
     /// `false`: `vmi-vnc.<deployment>.svc.cluster.local` is NXDOMAIN.
     pub dns_answers: bool,
+    /// `false`: no DNS server runs at all, so lookups get no answer.
+    pub dns_server: bool,
     /// `false`: the WireGuard endpoint never answers (UDP dropped).
     pub handshake: bool,
 }
@@ -122,6 +125,7 @@ impl Default for CloudletOptions {
             loss_percent: 0,
             vnc: VncServer::Xvnc,
             dns_answers: true,
+            dns_server: true,
             handshake: true,
         }
     }
@@ -167,7 +171,9 @@ impl Cloudlet {
         resources.services();
         resources.firewall(&options);
         let public_key = resources.wireguard(&tag);
-        resources.dnsmasq(&deployment, options.dns_answers);
+        if options.dns_server {
+            resources.dnsmasq(&deployment, options.dns_answers);
+        }
         let display = match options.vnc {
             VncServer::Xvnc => Some(resources.xvnc(&deployment)),
             VncServer::Bulk => {
