@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use rustix::fs::OFlags;
 use uuid::Uuid;
 
 pub use x25519_dalek::{PublicKey, StaticSecret};
@@ -205,6 +206,14 @@ pub enum KeyError {
         /// The key file.
         path: PathBuf,
     },
+    /// The cache directory cannot be trusted with private keys.
+    #[error("refusing to keep keys in {}: {reason}", path.display())]
+    UnsafeDir {
+        /// The cache directory.
+        path: PathBuf,
+        /// Why (a symbolic link, another user's, not a directory).
+        reason: &'static str,
+    },
     /// The file system refused.
     #[error("key cache {}: {source}", path.display())]
     Io {
@@ -307,7 +316,10 @@ impl KeyCache {
 
     /// Creates the cache directory with mode 0700 (its parents with the
     /// default mode, as Python's `mkdir(mode=0o700, parents=True)`), and
-    /// tightens an existing one that others can read.
+    /// tightens an existing one that others can read, but only when it is
+    /// a real directory of this user's: a symbolic link is refused (its
+    /// target, say a shared 1777 directory, is never changed), as is
+    /// another user's directory.
     fn ensure_dir(&self) -> Result<(), KeyError> {
         let dir = &self.dir;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -318,16 +330,42 @@ impl KeyCache {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error(dir)(e)),
         }
-        let meta = fs::metadata(dir).map_err(io_error(dir))?;
-        if !meta.is_dir() {
-            return Err(io_error(dir)(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            )));
+        let unsafe_dir = |reason| KeyError::UnsafeDir {
+            path: dir.to_owned(),
+            reason,
+        };
+        // O_NOFOLLOW | O_DIRECTORY: the directory itself, never a link's
+        // target, and the mode is changed on this open descriptor, so
+        // nothing swapped in after the check is touched.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::DIRECTORY).bits() as i32)
+            .open(dir);
+        let handle = match opened {
+            Ok(handle) => handle,
+            Err(e) => {
+                let refused = [rustix::io::Errno::LOOP, rustix::io::Errno::NOTDIR]
+                    .map(|errno| Some(errno.raw_os_error()))
+                    .contains(&e.raw_os_error());
+                if !refused {
+                    return Err(io_error(dir)(e));
+                }
+                let is_link = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+                return Err(unsafe_dir(if is_link {
+                    "it is a symbolic link"
+                } else {
+                    "it is not a directory"
+                }));
+            }
+        };
+        let meta = handle.metadata().map_err(io_error(dir))?;
+        if meta.uid() != rustix::process::getuid().as_raw() {
+            return Err(unsafe_dir("it belongs to another user"));
         }
         if meta.mode() & 0o077 != 0 {
-            // Best effort: a directory we do not own stays as it is.
-            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+            handle
+                .set_permissions(fs::Permissions::from_mode(0o700))
+                .map_err(io_error(dir))?;
         }
         Ok(())
     }

@@ -412,3 +412,23 @@ fn default_location_matches_python() {
         assert_eq!(theirs.trim_end(), ours.to_string_lossy(), "{xdg:?}");
     }
 }
+
+#[test]
+fn a_cache_directory_that_is_a_link_is_refused_and_its_target_untouched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A shared directory such as /tmp: sticky and writable by all.
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let dir = tmp.path().join("sinfonia");
+    std::os::unix::fs::symlink(&shared, &dir).expect("symlink");
+    let cache = KeyCache::at(&dir);
+    match cache.load_or_create(UUID) {
+        Err(e @ KeyError::UnsafeDir { .. }) => {
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        other => panic!("a linked cache directory was used: {other:?}"),
+    }
+    assert_eq!(mode(&shared), 0o1777, "the link's target was changed");
+    assert_eq!(fs::read_dir(&shared).expect("read").count(), 0);
+}
