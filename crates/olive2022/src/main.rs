@@ -23,6 +23,7 @@ mod snapshot;
 use std::process::ExitCode;
 
 use clap::Parser;
+use vmnetx::shown::Shown;
 
 use cli::{Cli, Command};
 
@@ -61,9 +62,11 @@ fn report(error: &anyhow::Error) -> ExitCode {
         eprintln!("olive2022: interrupted");
         return ExitCode::from(INTERRUPTED);
     }
-    eprintln!("olive2022: error: {error}");
+    // Errors quote URLs, package fields and servers' answers: whatever
+    // slipped through unescaped is escaped here, the one way out.
+    eprintln!("olive2022: error: {}", Shown(&error.to_string()));
     for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", Shown(&cause.to_string()));
     }
     ExitCode::FAILURE
 }

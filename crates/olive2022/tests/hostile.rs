@@ -324,3 +324,28 @@ fn control_and_bidi_characters_in_a_vm_name_are_escaped() {
     );
     assert!(stdout.contains("\\u{202e}exe.txt"), "{stdout}");
 }
+
+/// Every error leaves through one place that escapes what it quotes: a URL
+/// handed over by a web page is untrusted text.
+#[test]
+fn errors_quoting_untrusted_text_cannot_forge_lines() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["launch", "--dry-run", "--tier1-url"])
+        .arg("ftp://tier1.invalid\u{202e}/\nUUID: 00000000-0000-0000-0000-000000000000\r\u{9b}2J")
+        .arg("vmnetx+https://x.example/a.nxpk")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr(&output);
+    assert!(
+        stderr.contains("tier1.invalid"),
+        "the URL is not quoted: {stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.trim_start().starts_with("UUID:")),
+        "a forged line: {stderr}"
+    );
+    assert!(!stderr.contains(['\r', '\u{9b}', '\u{202e}']), "{stderr:?}");
+}

@@ -21,6 +21,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use serde_path_to_error::Segment;
 use uuid::Uuid;
+use vmnetx::shown::is_bidi_format;
 
 use crate::deployment::{self as wire, DeploymentStatus};
 use crate::keys::{KeyPair, PublicKey, decode_key};
@@ -649,7 +650,7 @@ pub(crate) fn sanitize(text: &str, max: usize) -> String {
             skip_escape(&mut chars);
             continue;
         }
-        let c = if c.is_whitespace() || c.is_control() || is_bidi_control(c) {
+        let c = if c.is_whitespace() || c.is_control() || is_bidi_format(c) {
             ' '
         } else {
             c
@@ -702,10 +703,6 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
         }
         _ => {}
     }
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -829,7 +826,7 @@ fn json_noun(expected: &str) -> &str {
 fn plain(text: Option<String>, field: &str) -> Result<Option<String>, DeployError> {
     match text {
         Some(text)
-            if text.chars().any(|c| c.is_control() || is_bidi_control(c)) || text.len() > 253 =>
+            if text.chars().any(|c| c.is_control() || is_bidi_format(c)) || text.len() > 253 =>
         {
             Err(field_error(
                 field,

@@ -12,8 +12,9 @@ use std::fmt;
 pub struct Shown<'a>(pub &'a str);
 
 /// Whether `c` reorders or hides text without being a control character:
-/// the bidirectional marks, embeddings, overrides and isolates.
-fn is_bidi_format(c: char) -> bool {
+/// the bidirectional marks, embeddings, overrides and isolates. The one
+/// list every crate that cleans untrusted text uses.
+pub fn is_bidi_format(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
