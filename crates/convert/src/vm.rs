@@ -50,6 +50,13 @@ pub fn open(
         .with_context(|| format!("cannot read the package {}", local.path.display()))?;
     let name = vm_name(&package.manifest().name, name, observer)?;
     let domain = package.domain().clone();
+    if let Err(beyond) = domain.check_limits() {
+        // Still converted: the operator may lower the recipe's request.
+        observer.status(&format!(
+            "Warning: the VM asks for {beyond}; a cloudlet refuses to run it \
+             until its recipe's resources.requests are lowered"
+        ));
+    }
     let (disk, input_size) = open_disk(&package, &domain, limits)?;
     Ok(OpenedVm {
         name,

@@ -349,3 +349,33 @@ fn errors_quoting_untrusted_text_cannot_forge_lines() {
     );
     assert!(!stderr.contains(['\r', '\u{9b}', '\u{202e}']), "{stderr:?}");
 }
+
+/// A VM larger than a cloudlet runs still converts (an operator may lower
+/// the recipe's request), with a warning saying so; the cloudlet answers
+/// such a recipe with a 422 before pulling anything (cloudlet's tests).
+#[test]
+fn a_vm_beyond_the_limits_converts_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, vec![7u8; 1 << 20]).unwrap();
+    let domain = testkit::domain_xml("raw", "ide");
+    let start = domain.find("<vcpu").unwrap();
+    let end = domain.find("</vcpu>").unwrap() + "</vcpu>".len();
+    let domain = format!("{}<vcpu>128</vcpu>{}", &domain[..start], &domain[end..]);
+    let package_path = dir.path().join("big.nxpk");
+    testkit::package_with_domain(&package_path, &domain, Some(&raw));
+    let out = dir.path().join("big.qcow2");
+    let output = extract(&package_path, &out);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("Warning: the VM asks for 128 vCPUs"),
+        "{text}"
+    );
+    assert!(text.contains("(1 to 64)"), "{text}");
+    assert!(out.is_file());
+}

@@ -16,14 +16,16 @@
 //!
 //! The document comes from an untrusted download, so parsing is strict and
 //! bounded: DTDs are refused (no entity expansion, so no "billion laughs"),
-//! the number of XML nodes is limited, and every number is range-checked
-//! without overflow. vCPUs and memory must be within [`crate::limits`], the
-//! one set of bounds every crate down to the VM runner applies.
+//! the number of XML nodes and attributes is limited, and every number is
+//! range-checked without overflow. Whether vCPUs and memory are within
+//! [`crate::limits`] (the one set of bounds every crate down to the VM
+//! runner applies) is a separate question, [`Domain::check_limits`]: a
+//! package is still read when they are not, so `convert` can warn.
 
 use std::fmt;
 
 use crate::bus::DiskBus;
-use crate::limits::{MAX_VCPUS, MIN_VCPUS, MemoryRange, check_memory_bytes, check_vcpus};
+use crate::limits::{LimitError, VmSize};
 use crate::shown::Shown;
 
 /// The memory of a domain without `<memory>`: 65536 KiB, as in the original.
@@ -32,11 +34,20 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 65536 * 1024;
 /// The most XML nodes accepted in one document (a real `domain.xml` has a
 /// few hundred).
 pub(crate) const XML_NODES_LIMIT: u32 = 100_000;
+/// Most `=` signs (an upper bound on attributes) in an XML document read;
+/// real ones have a few hundred.
+pub(crate) const XML_ATTRIBUTES_LIMIT: usize = 10_000;
 
 /// Parses untrusted XML: no DTD (hence no custom entities) and a bounded
 /// number of nodes.
 pub(crate) fn parse_xml(xml: &str) -> Result<roxmltree::Document<'_>, roxmltree::Error> {
     let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
+    // The parser compares each attribute with the others of its element,
+    // so 100,000 attributes on one element cost seconds of CPU. Every
+    // attribute has an `=`; counting them first bounds that work.
+    if xml.bytes().filter(|b| *b == b'=').count() > XML_ATTRIBUTES_LIMIT {
+        return Err(roxmltree::Error::NodesLimitReached);
+    }
     roxmltree::Document::parse_with_options(
         xml,
         roxmltree::ParsingOptions {
@@ -90,8 +101,8 @@ pub enum DomainError {
     /// The root element is not `<domain>`.
     #[error("not a libvirt domain: root element is <{}>, expected <domain>", Shown(.0))]
     NotDomain(String),
-    /// `<vcpu>` is not a number within [`crate::limits`].
-    #[error("invalid <vcpu> `{}`: expected a whole number from {MIN_VCPUS} to {MAX_VCPUS}", Shown(.0))]
+    /// `<vcpu>` is not a positive whole number that fits in 32 bits.
+    #[error("invalid <vcpu> `{}`: expected a whole number from 1 to {}", Shown(.0), u32::MAX)]
     Vcpu(String),
     /// `<memory>` is not a non-negative whole number.
     #[error("invalid <memory> value `{}`: expected a whole number", Shown(.0))]
@@ -99,8 +110,8 @@ pub enum DomainError {
     /// The `unit` of `<memory>` is not a libvirt unit.
     #[error("invalid <memory> unit `{}`", Shown(.0))]
     MemoryUnit(String),
-    /// The memory is outside [`crate::limits`] (or overflows).
-    #[error("<memory> of {value} {} is out of range ({MemoryRange})", Shown(.unit))]
+    /// The memory is zero or does not fit in 64 bits of bytes.
+    #[error("<memory> of {value} {} is not a size in bytes from 1 to 2^64 - 1", Shown(.unit))]
     MemoryRange {
         /// The number as written.
         value: String,
@@ -137,6 +148,21 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// The VM's size, for [`crate::limits`].
+    pub fn size(&self) -> VmSize {
+        VmSize {
+            vcpus: self.vcpus,
+            memory_bytes: self.memory_bytes,
+        }
+    }
+
+    /// Whether a cloudlet will run the VM: its size within
+    /// [`crate::limits`]. A package outside them still converts (an
+    /// operator may lower the recipe's request), with a warning.
+    pub fn check_limits(&self) -> Result<(), LimitError> {
+        self.size().check()
+    }
+
     /// Parses a libvirt domain document.
     ///
     /// Absent elements take libvirt's (or the original tool's) defaults:
@@ -260,7 +286,7 @@ fn parse_vcpus(text: &str) -> Result<u32, DomainError> {
     let text = text.trim();
     parse_digits(text)
         .and_then(|n| u32::try_from(n).ok())
-        .and_then(|n| check_vcpus(n).ok())
+        .filter(|n| *n > 0)
         .ok_or_else(|| DomainError::Vcpu(text.to_owned()))
 }
 
@@ -303,7 +329,7 @@ fn parse_memory(text: &str, unit: Option<&str>) -> Result<u64, DomainError> {
     // All digits: a parse failure can only be an overflow, i.e. out of range.
     parse_digits(text)
         .and_then(|value| value.checked_mul(scale))
-        .and_then(|bytes| check_memory_bytes(bytes).ok())
+        .filter(|bytes| *bytes > 0)
         .ok_or_else(|| DomainError::MemoryRange {
             value: text.to_owned(),
             unit: unit_name.to_owned(),
