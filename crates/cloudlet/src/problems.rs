@@ -152,16 +152,14 @@ impl ApiError {
         Problem::new(self.status().as_u16(), self.title(), self.detail())
     }
 
-    /// Logs what the operator should see: server-side failures and unusable
-    /// recipes in full, with their cause; client mistakes are not logged
-    /// here (the access log has them).
+    /// Logs what the operator should see: server-side failures in full,
+    /// with their cause; client mistakes are not logged here (the access
+    /// log has them), nor unusable recipes (the recipe store logs those).
     fn log(&self) {
         let status = self.status();
         match self {
-            ApiError::Recipe(RecipeLoadError::NotFound { .. }) => {}
-            ApiError::Recipe(error) => {
-                tracing::warn!(status = status.as_u16(), error = %error, "recipe unusable");
-            }
+            // The recipe store logged why when it parsed the file.
+            ApiError::Recipe(_) => {}
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 if let Some(suppressed) = REFUSALS.allow(Instant::now()) {
                     tracing::warn!(

@@ -8,12 +8,12 @@
 //!   in between, then checked again on the open file;
 //! - a parsed recipe, or the reason it is unusable, is cached by the file's
 //!   identity (device, inode, size, modification time), so a hostile recipe
-//!   costs one parse, not one per request;
+//!   costs a parse per read slot at most, not one per request;
 //! - at most [`MAX_CONCURRENT_READS`] reads run at once, on tokio's blocking
 //!   pool, so a burst of requests cannot occupy the pool or multiply the
 //!   parser's memory;
-//! - what is wrong with a recipe is for the operator's log, not for the
-//!   client: [`RecipeLoadError::client_detail`] says only which recipe
+//! - what is wrong with a recipe is for the operator's log (an event per
+//!   parse, not per request), not for the client: [`RecipeLoadError::client_detail`] says only which recipe
 //!   failed, since its contents (or those of whatever file it links to)
 //!   would otherwise reach anonymous clients.
 
@@ -176,6 +176,13 @@ impl RecipeStore {
         } else {
             Err(not_regular(uuid))
         };
+        // Once per parse, not once per request.
+        match &loaded {
+            Ok(_) => tracing::debug!(%uuid, path = %path.display(), "recipe loaded"),
+            Err(error) => {
+                tracing::warn!(%uuid, path = %path.display(), %error, "recipe unusable");
+            }
+        }
         self.remember(uuid, stamp, loaded.clone());
         loaded
     }

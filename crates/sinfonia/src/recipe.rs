@@ -61,8 +61,10 @@ impl Recipe {
         if let Some(tag) = find_tag(text) {
             return Err(RecipeError::Tag(tag));
         }
+        // The parser's message draws the offending lines under its first
+        // one; the first line (what and where) is the message.
         let recipe: Recipe = serde_saphyr::from_str_with_options(text, parse_options())
-            .map_err(|e| RecipeError::Invalid(e.to_string()))?;
+            .map_err(|e| RecipeError::Invalid(first_line(&e.to_string())))?;
         recipe.check()?;
         Ok(recipe)
     }
@@ -82,6 +84,10 @@ impl Recipe {
         }
         Ok(())
     }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
 }
 
 /// The parser's budget for one recipe. A recipe is a few dozen nodes; the
