@@ -4,7 +4,10 @@
 //! the recipes' containerDisks, and a user-space WireGuard endpoint that
 //! shows each client its own deployment's VNC service and nothing else.
 //! The `cloudlet` crate does all of it ([`cloudlet::LocalCloudlet`]); this
-//! command turns flags into its settings, reports, and waits for Ctrl-C.
+//! command turns flags into its settings, reports, and serves until
+//! SIGTERM, SIGINT or SIGHUP: then it stops taking deploys, stops every VM
+//! and exits 0, or gives up after [`STOP_GRACE`] (its VMs end with it: each
+//! QEMU has a parent-death signal).
 //! Single machine by design; beyond one, the same recipes, images and
 //! clients work with real Sinfonia + Kubernetes + KubeVirt.
 
@@ -15,11 +18,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cloudlet::data_dir::default_data_dir;
 use cloudlet::{LocalCloudlet, LocalCloudletConfig};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, CloudletArgs};
 use crate::progress::Verbosity;
 
-/// Runs `cloudlet` until Ctrl-C.
+/// Runs `cloudlet` until SIGTERM, SIGINT or SIGHUP.
 pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
     let verbosity = Verbosity {
         quiet: cli.quiet,
@@ -86,10 +90,58 @@ async fn serve(config: LocalCloudletConfig, announce: bool, verbosity: Verbosity
             .and_then(|()| stdout.flush())
             .context("cannot announce the cloudlet's addresses")?;
     }
-    cloudlet
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the cloudlet stopped")
+    let (stopping, stop_requested) = tokio::sync::watch::channel(false);
+    let run = cloudlet.run(async move {
+        let signal = stop_signal().await;
+        tracing::info!(signal, "stopping: no new deploys, every VM stopped");
+        let _ = stopping.send(true);
+    });
+    tokio::select! {
+        served = run => served.context("the cloudlet stopped"),
+        () = stop_overdue(stop_requested) => {
+            // The process ends now; each QEMU has a parent-death signal.
+            tracing::error!(grace_seconds = STOP_GRACE.as_secs(), "stopping took too long");
+            anyhow::bail!(
+                "the cloudlet did not stop within {} s; its VMs end with it",
+                STOP_GRACE.as_secs()
+            )
+        }
+    }
+}
+
+/// How long a graceful stop may take once asked for: VMs get QMP `quit`
+/// then SIGKILL within a few seconds each, all at once; a deploy still
+/// pulling an image may hold its slot longer. The unit file's
+/// `TimeoutStopSec` is above this.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// The first of SIGTERM (`systemctl stop`, `docker stop`), SIGINT (Ctrl-C)
+/// and SIGHUP (the terminal gone); its name.
+async fn stop_signal() -> &'static str {
+    tokio::select! {
+        () = delivered(SignalKind::terminate(), "SIGTERM") => "SIGTERM",
+        () = delivered(SignalKind::interrupt(), "SIGINT") => "SIGINT",
+        () = delivered(SignalKind::hangup(), "SIGHUP") => "SIGHUP",
+    }
+}
+
+/// Resolves when `kind` arrives (never, if it cannot be handled).
+async fn delivered(kind: SignalKind, name: &'static str) {
+    match signal(kind) {
+        Ok(mut stream) => {
+            stream.recv().await;
+        }
+        Err(error) => {
+            tracing::warn!(signal = name, %error, "cannot handle a signal");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Resolves [`STOP_GRACE`] after a stop was asked for.
+async fn stop_overdue(mut stop_requested: tokio::sync::watch::Receiver<bool>) {
+    if stop_requested.wait_for(|asked| *asked).await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(STOP_GRACE).await;
 }

@@ -1,6 +1,7 @@
 //! Where the libraries' `tracing` events go: standard error, filtered by
 //! `OLIVE2022_LOG` (`RUST_LOG` syntax, e.g. `cloudlet=debug,warn`) or else
-//! by `-q` (errors only), nothing (warnings) or `-v` (information).
+//! by `-q` (errors only), nothing (warnings; information for `cloudlet`)
+//! or `-v` (one level more).
 //!
 //! What a command reports to its user (progress, results) is printed by the
 //! command; these events are for whoever operates it.
@@ -9,16 +10,21 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 
 /// The environment variable holding a log filter.
 pub const LOG_ENV: &str = "OLIVE2022_LOG";
 
 /// Installs the subscriber for the whole process.
 pub fn init(cli: &Cli) {
+    // A server's operator wants what happened; a command's user only what
+    // went wrong (the command prints its own progress).
+    let serving = matches!(cli.command, Some(Command::Cloudlet(_)));
     let default = if cli.quiet {
         "error"
     } else if cli.verbose {
+        if serving { "debug" } else { "info" }
+    } else if serving {
         "info"
     } else {
         "warn"

@@ -72,7 +72,7 @@ impl CloudletProcess {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
             .spawn()
             .unwrap();
         let cloudlet = CloudletProcess {
@@ -86,6 +86,11 @@ impl CloudletProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         cloudlet
+    }
+
+    /// What the cloudlet logged (its standard error).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
 
     /// QEMU processes whose work directory lies in this cloudlet's data dir.
@@ -245,24 +250,107 @@ fn idle_leases_stop_their_vm_and_a_restart_cleans_up() {
     }
     drop(cloudlet);
 
-    // A cloudlet killed outright leaves its VM behind; the next one ends it.
+    // A cloudlet killed outright takes its VM with it (QEMU's parent-death
+    // signal); the next one removes the files the VM left.
     let mut crashed = CloudletProcess::start(&recipes, &data, &[]);
     let (output, _) = launch(&crashed.api, &dir.path().join("client"));
     assert!(output.status.success(), "{}", text(&output));
-    let orphans = crashed.vms();
-    assert_eq!(orphans.len(), 1);
+    assert_eq!(crashed.vms().len(), 1);
     let _ = crashed.child.kill();
     let _ = crashed.child.wait();
-    assert_eq!(crashed.vms(), orphans, "the VM outlived its cloudlet");
-    let restarted = CloudletProcess::start(&recipes, &data, &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !restarted.vms().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the restart did not clean up the orphaned VM"
-        );
+    wait_until("the VM to end with its SIGKILLed cloudlet", 10, || {
+        crashed.vms().is_empty()
+    });
+    assert!(!vm_files(&data).is_empty(), "the killed VM left no files");
+    let _restarted = CloudletProcess::start(&recipes, &data, &[]);
+    wait_until("the restart to remove the files left", 20, || {
+        vm_files(&data).is_empty()
+    });
+}
+
+/// Polls `done` every 200 ms for up to `seconds`.
+fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {seconds} s for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The files under the data directory's `vms/` (overlays, sockets, logs).
+fn vm_files(data: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![data.join("vms")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_stops_every_vm_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let data = dir.path().join("data");
+    let mut cloudlet = CloudletProcess::start(&recipes, &data, &[]);
+    for client in ["alice", "bob"] {
+        let (output, report) = launch(&cloudlet.api, &dir.path().join(client));
+        assert_screen(&output, report.as_ref());
+    }
+    assert_eq!(cloudlet.vms().len(), 2);
+    let asked = Instant::now();
+    testkit::run("kill", &["-TERM", &cloudlet.child.id().to_string()]);
+    let status = loop {
+        if let Some(status) = cloudlet.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(25),
+            "SIGTERM did not stop the cloudlet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(cloudlet.vms().is_empty(), "QEMU left: {:?}", cloudlet.vms());
+    assert!(vm_files(&data).is_empty(), "{:?}", vm_files(&data));
+}
+
+/// QEMU's parent-death signal fires when the *thread* that started it
+/// ends; tokio's blocking threads end after 10 idle seconds. A VM must
+/// survive its cloudlet being quiet for a minute.
+#[test]
+fn a_vm_survives_a_minute_of_idleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
+    let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
+    assert_screen(&output, report.as_ref());
+    let before = cloudlet.vms();
+    assert_eq!(before.len(), 1);
+    std::thread::sleep(Duration::from_secs(65));
+    assert_eq!(
+        cloudlet.vms(),
+        before,
+        "the VM died while the cloudlet idled"
+    );
 }
 
 #[test]
@@ -280,7 +368,22 @@ fn bad_requests_get_problems_not_crashes() {
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
     let (output, _) = launch(&cloudlet.api, &dir.path().join("client"));
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("python/object"), "{}", text(&output));
+    // The client learns which recipe failed; the operator's log says why.
+    assert!(
+        text(&output).contains("Invalid recipe"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !text(&output).contains("python/object"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        cloudlet.log().contains("python/object"),
+        "{}",
+        cloudlet.log()
+    );
     let unknown = "vmnetx+https://olivearchive.org/nothing-here.nxpk";
     let output = olive()
         .args([

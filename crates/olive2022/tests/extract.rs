@@ -32,6 +32,12 @@ fn assert_ok(output: &Output) {
 /// Starts `olive2022 ARGS`, presses Ctrl-C once it has temporaries in
 /// `out_dir`, and checks that it stops with 130 and leaves nothing there.
 fn interrupt(args: &[&str], out_dir: &Path) {
+    interrupt_with("-INT", args, out_dir);
+}
+
+/// [`interrupt`] with another signal (`-TERM`: what `kill`, `systemctl`
+/// and `docker stop` send).
+fn interrupt_with(signal: &str, args: &[&str], out_dir: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
         .args(args)
         .stdin(Stdio::null())
@@ -51,7 +57,7 @@ fn interrupt(args: &[&str], out_dir: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    testkit::run("kill", &["-INT", &child.id().to_string()]);
+    testkit::run("kill", &[signal, &child.id().to_string()]);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert!(
@@ -223,7 +229,7 @@ fn bad_packages_fail_cleanly_and_leave_nothing() {
 }
 
 #[test]
-fn ctrl_c_stops_and_leaves_nothing() {
+fn ctrl_c_and_sigterm_stop_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // 512 MiB of compressible, non-zero data takes seconds to compress.
     let raw = dir.path().join("big.raw");
@@ -246,6 +252,13 @@ fn ctrl_c_stops_and_leaves_nothing() {
     let out = out_dir.join("big.qcow2");
     let (out_str, pkg_str) = (out.to_str().unwrap(), pkg.to_str().unwrap());
     interrupt(
+        &["extract", "--threads", "1", "-o", out_str, pkg_str],
+        &out_dir,
+    );
+    assert!(!out.exists());
+    // SIGTERM cleans up the same way.
+    interrupt_with(
+        "-TERM",
         &["extract", "--threads", "1", "-o", out_str, pkg_str],
         &out_dir,
     );

@@ -12,6 +12,8 @@
 //!   makes the overlay; QEMU opens the cached image read-only, through an
 //!   explicit `-blockdev` graph (its own backing link cut);
 //! - `qemu-system-x86_64` runs as a child process we own (no `-daemonize`),
+//!   started from one long-lived thread with a parent-death signal
+//!   ([`spawner`]), so it ends with us even if we are killed outright,
 //!   with KVM when `/dev/kvm` can be opened, else TCG; VNC listens on the
 //!   first free display of `127.0.0.1:0` to `:99` (QEMU picks it, so two
 //!   VMs never race for a port; QMP `query-vnc` tells which), loopback
@@ -34,6 +36,7 @@
 //! and TCG in `docs/test-environment.md`.
 
 mod qmp;
+pub mod spawner;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -249,13 +252,13 @@ pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
     create_overlay(&disk, &overlay)?;
     let log = File::create(work_dir.join(LOG)).map_err(io_error("creating the QEMU log"))?;
     let args = qemu_args(spec, accel, &disk, &work_dir);
-    let spawned = Command::new(QEMU)
-        .args(&args)
-        .current_dir(&work_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn();
+    let spawned = spawner::spawn_bound_to_us(QEMU, &args, |command| {
+        command
+            .current_dir(&work_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+    });
     let child = match spawned {
         Ok(child) => child,
         Err(error) => {
