@@ -17,6 +17,7 @@
 //! - [`config`]: the settings, [`CloudletConfig`];
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
 //! - [`problems`]: [`ApiError`] and every error as problem+json;
+//! - [`access_log`]: one log event per request;
 //! - [`listener`]: the socket, each connection's request line checked
 //!   before the HTTP library reads it;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
@@ -28,6 +29,7 @@
 //! The tunnel addresses and keep-alive are Sinfonia's tier-2 numbers
 //! ([`sinfonia::tier2`]); the VM limits and disk bus come from `vmnetx`.
 
+pub mod access_log;
 pub mod api;
 pub mod backend;
 pub mod config;

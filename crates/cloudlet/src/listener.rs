@@ -38,6 +38,19 @@ pub const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections checked and waiting for the server to take them.
 const QUEUE: usize = 64;
 
+/// The address of the client of a connection, for the handlers and the
+/// access log (`ConnectInfo<ClientAddr>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// A [`TcpListener`] whose connections have had their request line checked.
 pub struct GuardedListener {
     checked: mpsc::Receiver<(Replayed, SocketAddr)>,

@@ -114,8 +114,24 @@ impl Backend for LocalBackend {
             .check()
             .map_err(|e| BackendError::failed(format!("the recipe's VM: {e}")))?;
         let source = Self::disk_source(spec)?;
-        let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress)
-            .map_err(|e| BackendError::failed(format!("cannot fetch the disk image: {e}")))?;
+        let deployment = spec.name.as_str();
+        tracing::info!(deployment, image = %source, "pulling the disk image");
+        let pulling = std::time::Instant::now();
+        let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress).map_err(|e| {
+            tracing::warn!(deployment, image = %source, error = %e, "pull failed");
+            BackendError::failed(format!("cannot fetch the disk image: {e}"))
+        })?;
+        let seconds = pulling.elapsed().as_secs_f64();
+        tracing::info!(
+            deployment,
+            image = %source,
+            digest = %disk.digest,
+            bytes = disk.size,
+            seconds,
+            mib_per_second = disk.size as f64 / (1 << 20) as f64 / seconds.max(1e-3),
+            cache_hit = disk.cache_hit,
+            "disk image ready"
+        );
         let values = &spec.settings.values;
         let machine = values.machine.as_ref();
         let vm_spec = VmSpec {
@@ -130,6 +146,15 @@ impl Backend for LocalBackend {
         };
         let vm = vmrunner::start(&vm_spec)
             .map_err(|e| BackendError::failed(format!("cannot start the VM: {e}")))?;
+        tracing::info!(
+            deployment,
+            pid = vm.pid(),
+            vnc = %vm.vnc(),
+            accel = ?vm.accel(),
+            vcpus = vm_spec.vcpus,
+            memory_mib = vm_spec.memory_mib,
+            "VM started"
+        );
         let peer = PeerConfig {
             public_key: spec.client_key,
             address: spec.client_address,

@@ -44,10 +44,11 @@ use sinfonia::keys::encode_key;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
+use crate::access_log::log_request;
 use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
 use crate::config::{CloudletConfig, ConfigError, valid_location};
-use crate::listener::GuardedListener;
+use crate::listener::{ClientAddr, GuardedListener};
 use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
 use crate::recipes::RecipeStore;
 use crate::spec::{VmSettings, parse_application_key, parse_backend_uuid};
@@ -347,6 +348,7 @@ fn router<B: Backend>(app: Arc<App<B>>) -> Router {
         .fallback(no_route)
         .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::map_response(ensure_problem))
+        .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
@@ -439,6 +441,7 @@ impl<B: Backend> Cloudlet<B> {
         let reaper = registry.spawn_reaper(self.app.config.reap_period());
         let router = router(Arc::clone(&self.app));
         let listener = GuardedListener::new(self.listener).map_err(ServeError::Serve)?;
+        let router = router.into_make_service_with_connect_info::<ClientAddr>();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use sinfonia::deployment::DeploymentStatus;
+use sinfonia::keys::short_key;
 use sinfonia::tier2::{CLIENT_NETWORK, TUNNEL_ADDRESS};
 use uuid::Uuid;
 
@@ -214,6 +215,27 @@ impl<B: Backend> Clone for Registry<B> {
     }
 }
 
+/// Why a deployment's VM was stopped, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// The client deleted it.
+    Released,
+    /// No tunnel traffic for the idle timeout (the slot stays `Expiring`).
+    Idle,
+    /// The cloudlet is stopping.
+    Shutdown,
+}
+
+impl StopReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Released => "released by the client",
+            StopReason::Idle => "idle",
+            StopReason::Shutdown => "cloudlet stopping",
+        }
+    }
+}
+
 enum Action {
     Ready(Deployment),
     Start { name: String, address: Ipv4Addr },
@@ -321,8 +343,23 @@ impl<B: Backend> Registry<B> {
             };
             match action {
                 Action::Retry => continue,
-                Action::Ready(deployment) => return Ok(deployment),
+                Action::Ready(deployment) => {
+                    tracing::debug!(
+                        deployment = deployment.name,
+                        %uuid,
+                        client = short_key(&key),
+                        "lease renewed by a deploy request"
+                    );
+                    return Ok(deployment);
+                }
                 Action::Start { name, address } => {
+                    tracing::info!(
+                        deployment = name,
+                        %uuid,
+                        client = short_key(&key),
+                        %address,
+                        "deploying"
+                    );
                     let spec = DeploymentSpec {
                         uuid,
                         name,
@@ -385,10 +422,12 @@ impl<B: Backend> Registry<B> {
     ) -> Result<Deployment, DeployError> {
         let name = spec.name.clone();
         let (key, address) = (spec.client_key, spec.client_address);
+        let starting = Instant::now();
         let started = self.blocking(move |backend| backend.start(&spec)).await;
         let running = match started {
             Ok(running) => Arc::new(running),
             Err(source) => {
+                tracing::warn!(deployment = name, uuid = %slot_key.0, error = %source, "deployment failed");
                 self.lock().remove(slot_key, id);
                 return Err(DeployError::Start { name, source });
             }
@@ -416,7 +455,15 @@ impl<B: Backend> Registry<B> {
             }
         };
         match deployed {
-            Some(deployment) => Ok(deployment),
+            Some(deployment) => {
+                tracing::info!(
+                    deployment = name,
+                    uuid = %slot_key.0,
+                    seconds = starting.elapsed().as_secs_f64(),
+                    "deployed"
+                );
+                Ok(deployment)
+            }
             None => {
                 // Only this task may remove the slot while it holds the
                 // operation lock; stay safe anyway.
@@ -516,16 +563,18 @@ impl<B: Backend> Registry<B> {
             (Arc::clone(&slot.op), slot.id)
         };
         let _guard = op.lock().await;
-        self.tear_down(&slot_key, id, true)
+        self.tear_down(&slot_key, id, StopReason::Released)
             .await
             .then_some(())
             .ok_or(NotFound { uuid })
     }
 
     /// Removes the peer and stops the VM of a slot (operation lock held);
-    /// then forgets the slot (`forget`) or makes it `Expiring`. False if the
+    /// then forgets the slot, or makes it `Expiring` when it stopped for
+    /// being idle. False if the
     /// slot is gone.
-    async fn tear_down(&self, slot_key: &SlotKey, id: u64, forget: bool) -> bool {
+    async fn tear_down(&self, slot_key: &SlotKey, id: u64, reason: StopReason) -> bool {
+        let forget = reason != StopReason::Idle;
         let (name, address, running) = {
             let mut inner = self.lock();
             let Some(slot) = inner.current(slot_key, id) else {
@@ -536,6 +585,12 @@ impl<B: Backend> Registry<B> {
         if let Some(running) = running {
             self.remove_peer(slot_key.1, address).await;
             self.stop_vm(&name, running).await;
+            tracing::info!(
+                deployment = name,
+                uuid = %slot_key.0,
+                reason = reason.as_str(),
+                "deployment stopped"
+            );
         }
         let mut inner = self.lock();
         if forget {
@@ -627,7 +682,7 @@ impl<B: Backend> Registry<B> {
         };
         match status {
             DeploymentStatus::Expiring => {
-                self.tear_down(slot_key, id, false).await;
+                self.tear_down(slot_key, id, StopReason::Idle).await;
             }
             _ => self.lock().remove(slot_key, id),
         }
@@ -665,7 +720,7 @@ impl<B: Backend> Registry<B> {
                 let registry = self.clone();
                 tokio::spawn(async move {
                     let _guard = op.lock().await;
-                    registry.tear_down(&key, id, true).await;
+                    registry.tear_down(&key, id, StopReason::Shutdown).await;
                 })
             })
             .collect();

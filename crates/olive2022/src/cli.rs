@@ -23,12 +23,38 @@ pub struct Cli {
     /// Print only errors and final results.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print more about what happens.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    /// Print more about what happens (`-vv`: more still).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// How log events are written to standard error: for people, or one
+    /// JSON object per line (for journald, Loki and the like).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Human,
+        env = "OLIVE2022_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The format of log events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, for a terminal (colours only on a terminal).
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// Whether `-v` was given at least once.
+    pub fn is_verbose(&self) -> bool {
+        self.verbose > 0
+    }
 }
 
 /// The subcommands.

@@ -21,14 +21,9 @@ use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, CloudletArgs};
-use crate::progress::Verbosity;
 
 /// Runs `cloudlet` until SIGTERM, SIGINT or SIGHUP.
 pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
-    let verbosity = Verbosity {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-    };
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => default_data_dir()?,
@@ -64,22 +59,22 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
-    runtime.block_on(serve(config, args.announce, verbosity))?;
+    runtime.block_on(serve(config, args.announce))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: LocalCloudletConfig, announce: bool, verbosity: Verbosity) -> Result<()> {
+async fn serve(config: LocalCloudletConfig, announce: bool) -> Result<()> {
     let recipes = config.recipes_dir.clone();
     let cloudlet = LocalCloudlet::start(config)
         .await
         .context("cannot start the cloudlet")?;
-    verbosity.status(format!(
-        "Cloudlet ready: API http://{}, WireGuard {} ({}), recipes {}",
-        cloudlet.api_addr(),
-        cloudlet.wireguard_addr(),
-        cloudlet.public_endpoint(),
-        recipes.display()
-    ));
+    tracing::info!(
+        api = %format!("http://{}", cloudlet.api_addr()),
+        wireguard = %cloudlet.wireguard_addr(),
+        public_endpoint = %cloudlet.public_endpoint(),
+        recipes = %recipes.display(),
+        "cloudlet ready"
+    );
     if announce {
         let line = serde_json::json!({
             "api": cloudlet.api_addr().to_string(),

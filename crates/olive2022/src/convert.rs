@@ -18,7 +18,7 @@ use crate::progress::{TerminalObserver, Verbosity};
 pub fn run(cli: &Cli, args: &ConvertArgs) -> Result<ExitCode> {
     let verbosity = Verbosity {
         quiet: cli.quiet,
-        verbose: cli.verbose,
+        verbose: cli.is_verbose(),
     };
     let jobs = match &args.batch {
         Some(file) => convert::read_batch(file)?,

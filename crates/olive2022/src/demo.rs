@@ -388,7 +388,7 @@ fn write_package(out: &Path, disk: &Path) -> Result<()> {
 
 /// The verbosity flag passed to a child whose own output is not the point.
 fn quiet_child(cli: &Cli) -> &'static str {
-    if cli.verbose { "-v" } else { "-q" }
+    if cli.is_verbose() { "-v" } else { "-q" }
 }
 
 /// Converts the package into the OCI layout with the `convert` crate;
@@ -414,8 +414,8 @@ fn convert(cli: &Cli, package: &Path, layout: &Path, recipes: &Path) -> Result<S
     // with -v.
     let mut observer = TerminalObserver {
         verbosity: Verbosity {
-            quiet: !cli.verbose,
-            verbose: cli.verbose,
+            quiet: !cli.is_verbose(),
+            verbose: cli.is_verbose(),
         },
     };
     let report = convert::convert(&job, &settings, &mut observer)?;
@@ -632,7 +632,7 @@ fn launch(
     let mut command = Command::new(exe);
     if cli.quiet {
         command.arg("-q");
-    } else if cli.verbose {
+    } else if cli.is_verbose() {
         command.arg("-v");
     }
     command

@@ -17,7 +17,7 @@ use crate::progress::{TerminalObserver, Verbosity};
 pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
     let verbosity = Verbosity {
         quiet: cli.quiet || args.json,
-        verbose: cli.verbose,
+        verbose: cli.is_verbose(),
     };
     if cli.dry_run {
         println!(

@@ -50,7 +50,7 @@ pub fn uninstall(cli: &Cli) -> Result<ExitCode> {
 fn shower(cli: &Cli) -> impl FnMut(Event) {
     let verbosity = Verbosity {
         quiet: cli.quiet,
-        verbose: cli.verbose,
+        verbose: cli.is_verbose(),
     };
     move |event: Event| match event.level {
         Level::Plan if event.message.ends_with('\n') => print!("{}", event.message),

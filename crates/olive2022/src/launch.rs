@@ -34,7 +34,7 @@ fn observer(cli: &Cli) -> TerminalObserver {
     TerminalObserver {
         verbosity: Verbosity {
             quiet: cli.quiet,
-            verbose: cli.verbose,
+            verbose: cli.is_verbose(),
         },
     }
 }

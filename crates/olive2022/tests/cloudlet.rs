@@ -63,8 +63,18 @@ struct CloudletProcess {
 
 impl CloudletProcess {
     fn start(recipes: &Path, data_dir: &Path, extra: &[&str]) -> CloudletProcess {
+        CloudletProcess::start_with_env(recipes, data_dir, extra, &[])
+    }
+
+    fn start_with_env(
+        recipes: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> CloudletProcess {
         let (api_port, wg_port) = (free_port(), free_port());
         let child = olive()
+            .envs(env.iter().copied())
             .args(["cloudlet", "--recipes", recipes.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
@@ -493,4 +503,134 @@ fn a_burst_of_deploy_requests_is_answered_without_leaking_vms() {
         ],
     );
     assert_eq!(status, "200");
+}
+
+/// `--log-format json` at every level: each line is one JSON object; a
+/// deploy logs its request and its lifecycle; no private key and no
+/// registry credential appears anywhere.
+#[test]
+fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (user, password) = ("deploy", "tok3n-Secret-42");
+    let registry = TestRegistry::start(Some((user, password)));
+    let repo = format!("{}/private/olive", registry.host);
+    let credentials = format!("{user}:{password}");
+    let basic = testkit::run(
+        "sh",
+        &["-c", &format!("printf %s '{credentials}' | base64 -w0")],
+    );
+    let auth = dir.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{basic}"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let raw = testkit::ext4_disk(dir.path(), "24M");
+    let qcow2 = testkit::qcow2_of(&raw, &[]);
+    let package = dir.path().join("vm.nxpk");
+    testkit::package(&package, "Cloudlet test VM", &qcow2, "qcow2", false);
+    let recipes = dir.path().join("RECIPES");
+    let output = olive()
+        .args([
+            "-q",
+            "convert",
+            "--yes",
+            "--recipes",
+            recipes.to_str().unwrap(),
+        ])
+        .args(["--registry", &repo, "--deploy-token", &credentials])
+        .args([URL, package.to_str().unwrap()])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+
+    let data = dir.path().join("data");
+    // Every level, every crate: secrets must not appear even in traces.
+    let mut cloudlet = CloudletProcess::start_with_env(
+        &recipes,
+        &data,
+        &["--log-format", "json"],
+        &[("OLIVE2022_LOG", "trace")],
+    );
+    let client_cache = dir.path().join("client");
+    let (output, report) = launch(&cloudlet.api, &client_cache);
+    assert_screen(&output, report.as_ref());
+    testkit::run("kill", &["-TERM", &cloudlet.child.id().to_string()]);
+    let status = cloudlet.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let log = cloudlet.log();
+    let events: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["message"].as_str())
+        .collect();
+    for expected in [
+        "deploying",
+        "pulling the disk image",
+        "disk image ready",
+        "VM started",
+        "deployed",
+        "stopping: no new deploys, every VM stopped",
+        "deployment stopped",
+    ] {
+        assert!(
+            messages.contains(&expected),
+            "no `{expected}` in {messages:?}"
+        );
+    }
+    let access = events
+        .iter()
+        .find(|event| {
+            event["message"] == "request"
+                && event["method"] == "POST"
+                && event["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/api/v1/deploy/"))
+        })
+        .unwrap_or_else(|| panic!("no access event for the deploy: {log}"));
+    assert_eq!(access["status"], 200);
+    assert!(access["milliseconds"].as_f64().is_some());
+    assert!(access["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(access["path"].as_str().unwrap().ends_with('…'), "{access}");
+    let ready = events
+        .iter()
+        .find(|event| event["message"] == "disk image ready")
+        .unwrap();
+    assert!(ready["bytes"].as_u64().unwrap() > 0, "{ready}");
+    let stopped = events
+        .iter()
+        .find(|event| event["message"] == "deployment stopped")
+        .unwrap();
+    assert_eq!(stopped["reason"], "cloudlet stopping");
+
+    // No secret, in any form, at any level.
+    let cloudlet_key = std::fs::read_to_string(data.join("wireguard.key")).unwrap();
+    let client_key = std::fs::read_dir(client_cache.join("sinfonia"))
+        .unwrap()
+        .flatten()
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap())
+        .find_map(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("private_key:"))
+                .map(|key| key.trim().to_owned())
+        })
+        .unwrap();
+    for secret in [
+        password,
+        basic.as_str(),
+        cloudlet_key.trim(),
+        client_key.as_str(),
+    ] {
+        assert!(!secret.is_empty());
+        assert!(!log.contains(secret), "a secret in the log: {secret}");
+    }
 }

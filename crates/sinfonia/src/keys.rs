@@ -115,6 +115,14 @@ pub fn encode_key(key: &[u8; 32]) -> String {
     STANDARD.encode(key)
 }
 
+/// A public key shortened for logs: its first 8 URL-safe base64
+/// characters and `…`, enough to tell clients apart, too short to be used.
+pub fn short_key(key: &[u8; 32]) -> String {
+    let mut short: String = URL_SAFE_NO_PAD.encode(key).chars().take(8).collect();
+    short.push('…');
+    short
+}
+
 /// Decodes a WireGuard key as the Python client accepts it: standard or
 /// URL-safe base64, with or without `=` padding, or 64 hexadecimal digits;
 /// the result must be exactly 32 bytes.
