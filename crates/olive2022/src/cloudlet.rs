@@ -4,16 +4,18 @@
 //! the recipes' containerDisks, and a user-space WireGuard endpoint that
 //! shows each client its own deployment's VNC service and nothing else.
 //! The `cloudlet` crate does all of it ([`cloudlet::LocalCloudlet`]); this
-//! command turns flags into its settings, reports, and waits for Ctrl-C.
+//! command turns flags, `OLIVE2022_CLOUDLET_*` variables and the `--config`
+//! file into its settings (merged in that order of precedence, over the
+//! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
+//! reports, and waits for Ctrl-C.
 //! Single machine by design; beyond one, the same recipes, images and
 //! clients work with real Sinfonia + Kubernetes + KubeVirt.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloudlet::data_dir::default_data_dir;
+use cloudlet::settings::CloudletSettings;
 use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 
 use crate::cli::{Cli, CloudletArgs};
@@ -25,20 +27,11 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => default_data_dir()?,
-    };
-    let config = LocalCloudletConfig {
-        recipes_dir: args.recipes.clone(),
-        listen: args.listen,
-        wg_listen: args.wg_listen,
-        public_endpoint: args.public_endpoint.clone(),
-        data_dir,
-        accel: args.accel.into(),
-        max_vms: args.max_vms,
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-    };
+    let config = settings(args)?;
+    if args.print_config {
+        print!("{}", CloudletSettings::shown(&config)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.dry_run {
         println!(
             "Would serve the Sinfonia API on http://{} with recipes from {}",
@@ -51,8 +44,9 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.public_endpoint()
         );
         println!(
-            "Would keep keys, images and VMs in {}",
-            config.data_dir.display()
+            "Would keep keys and VMs in {}, images in {}",
+            config.data_dir.display(),
+            config.cache_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -92,4 +86,25 @@ async fn serve(config: LocalCloudletConfig, announce: bool, verbosity: Verbosity
         })
         .await
         .context("the cloudlet stopped")
+}
+
+/// The settings: flags and their variables (already merged by clap), over
+/// the `--config` file, over the defaults.
+fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
+    let given = CloudletSettings {
+        listen: args.listen,
+        recipes: args.recipes.clone(),
+        wg_listen: args.wg_listen,
+        public_endpoint: args.public_endpoint.clone(),
+        data_dir: args.data_dir.clone(),
+        cache_dir: args.cache_dir.clone(),
+        max_vms: args.max_vms,
+        idle_timeout: args.idle_timeout,
+        accel: args.accel.map(Into::into),
+    };
+    let file = match &args.config {
+        Some(path) => CloudletSettings::from_file(path)?,
+        None => CloudletSettings::default(),
+    };
+    Ok(given.or(file).resolve()?)
 }
