@@ -28,13 +28,15 @@ set -euo pipefail
 #   syslinux syslinux-common mtools dosfstools  `olive2022 demo` builds its
 #                 bootable demo disk with them: mkfs.vfat, mcopy, and
 #                 SYSLINUX showing a message at its boot prompt
+#   systemd      systemd-analyze: the test of the cloudlet's unit file
+#                 (contrib/systemd) runs `systemd-analyze verify` on it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
     x11-xserver-utils bind9-dnsutils iproute2 nftables
     desktop-file-utils xdg-utils libglib2.0-bin
     xvfb tigervnc-viewer imagemagick
-    syslinux syslinux-common mtools dosfstools)
+    syslinux syslinux-common mtools dosfstools systemd)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,4 +1,15 @@
-//! The cloudlet's data directory and the WireGuard key it keeps there.
+//! The cloudlet's directories and the WireGuard key it keeps.
+//!
+//! Two directories, because they are kept differently:
+//!
+//! - the **data directory** holds what must survive: the key (below) and
+//!   the VMs' work directories. `--data-dir`, else `$STATE_DIRECTORY` (set
+//!   by systemd's `StateDirectory=`), else `$XDG_DATA_HOME/olive2022/cloudlet`,
+//!   else `~/.local/share/olive2022/cloudlet`;
+//! - the **cache directory** holds the pulled disk images, which can be
+//!   pulled again: `--cache-dir`, else `$CACHE_DIRECTORY` (systemd's
+//!   `CacheDirectory=`), else `$XDG_CACHE_HOME/olive2022/cloudlet`, else
+//!   `~/.cache/olive2022/cloudlet`.
 //!
 //! The key must survive restarts: clients cache their deployment, and with
 //! it the cloudlet's public key, so a new key would lock them out until
@@ -20,6 +31,9 @@ pub enum DataDirError {
     /// Neither `XDG_DATA_HOME` (absolute) nor `HOME` is set.
     #[error("HOME is not set: give --data-dir")]
     NoHome,
+    /// Neither `XDG_CACHE_HOME` (absolute) nor `HOME` is set.
+    #[error("HOME is not set: give --cache-dir")]
+    NoCacheHome,
     /// The key file holds something else than a key.
     #[error("{} holds no WireGuard key: {source}", path.display())]
     BadKey {
@@ -38,18 +52,42 @@ pub enum DataDirError {
     },
 }
 
-/// `$XDG_DATA_HOME/olive2022/cloudlet`, or
+/// `$STATE_DIRECTORY`, or `$XDG_DATA_HOME/olive2022/cloudlet`, or
 /// `~/.local/share/olive2022/cloudlet`.
 pub fn default_data_dir() -> Result<PathBuf, DataDirError> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|dir| Path::new(dir).is_absolute());
-    let base = match xdg {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").ok_or(DataDirError::NoHome)?;
-            PathBuf::from(home).join(".local/share")
-        }
-    };
+    if let Some(dir) = systemd_directory("STATE_DIRECTORY") {
+        return Ok(dir);
+    }
+    let base = xdg_base("XDG_DATA_HOME", ".local/share").ok_or(DataDirError::NoHome)?;
     Ok(base.join("olive2022").join("cloudlet"))
+}
+
+/// `$CACHE_DIRECTORY`, or `$XDG_CACHE_HOME/olive2022/cloudlet`, or
+/// `~/.cache/olive2022/cloudlet`.
+pub fn default_cache_dir() -> Result<PathBuf, DataDirError> {
+    if let Some(dir) = systemd_directory("CACHE_DIRECTORY") {
+        return Ok(dir);
+    }
+    let base = xdg_base("XDG_CACHE_HOME", ".cache").ok_or(DataDirError::NoCacheHome)?;
+    Ok(base.join("olive2022").join("cloudlet"))
+}
+
+/// The first directory systemd gives in `variable`: it sets a
+/// colon-separated list of absolute paths, one per name in the unit's
+/// `StateDirectory=` (or `CacheDirectory=`); anything else is ignored.
+fn systemd_directory(variable: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(variable)?;
+    let first = std::env::split_paths(&value).next()?;
+    first.is_absolute().then_some(first)
+}
+
+/// `$variable` when it is absolute (the XDG rule), else `~/fallback`.
+fn xdg_base(variable: &str, fallback: &str) -> Option<PathBuf> {
+    let xdg = std::env::var_os(variable).filter(|dir| Path::new(dir).is_absolute());
+    match xdg {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(std::env::var_os("HOME")?).join(fallback)),
+    }
 }
 
 /// The private key in `path`, or a new one written there (mode 0600) when

@@ -22,7 +22,9 @@
 //!   before the HTTP library reads it;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
 //!   and clients on the user-space WireGuard server (`tunnel`);
-//! - [`data_dir`]: the data directory and the WireGuard key kept in it;
+//! - [`data_dir`]: the data and cache directories and the WireGuard key;
+//! - [`settings`]: the options of `olive2022 cloudlet` from flags,
+//!   environment, a TOML file and defaults, [`CloudletSettings`];
 //! - [`standalone`]: all of it started in one call,
 //!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs.
 //!
@@ -40,6 +42,7 @@ pub mod names;
 pub mod problems;
 pub mod recipes;
 pub mod server;
+pub mod settings;
 pub mod spec;
 pub mod standalone;
 pub mod state;
@@ -48,6 +51,7 @@ pub use backend::{Backend, BackendError};
 pub use config::CloudletConfig;
 pub use problems::ApiError;
 pub use server::{Cloudlet, ServeError, serve};
+pub use settings::{CloudletSettings, SettingsError};
 pub use spec::{DeploymentSpec, VmSettings};
 pub use standalone::{LocalCloudlet, LocalCloudletConfig, StartError};
 pub use state::{Deployment, Registry};

@@ -45,14 +45,16 @@ pub struct LocalDeployment {
 }
 
 impl LocalBackend {
-    /// A backend keeping its cache and VMs under `data_dir`, admitting
-    /// clients on `tunnel`. Must be created inside a Tokio runtime.
+    /// A backend keeping its VMs under `data_dir` and its images in
+    /// `cache_dir`, admitting clients on `tunnel`. Must be created inside a
+    /// Tokio runtime.
     pub fn new(
         data_dir: &Path,
+        cache_dir: &Path,
         tunnel: ServerHandle,
         accel: Accel,
     ) -> std::io::Result<LocalBackend> {
-        let cache_dir = data_dir.join("cache");
+        let cache_dir = cache_dir.to_owned();
         let vms_dir = data_dir.join("vms");
         std::fs::create_dir_all(&cache_dir)?;
         std::fs::create_dir_all(&vms_dir)?;

@@ -35,9 +35,10 @@ pub struct LocalCloudletConfig {
     /// The endpoint clients are told to use; `127.0.0.1` and the port of
     /// `wg_listen` when `None`.
     pub public_endpoint: Option<String>,
-    /// Where the key, the image cache and the VMs are kept (created if
-    /// missing).
+    /// Where the key and the VMs are kept (created if missing).
     pub data_dir: PathBuf,
+    /// Where the pulled disk images are kept (created if missing).
+    pub cache_dir: PathBuf,
     /// How QEMU runs the VMs.
     pub accel: Accel,
     /// Most VMs running at once.
@@ -65,7 +66,7 @@ fn loopback_endpoint(port: u16) -> String {
 /// Why the cloudlet did not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory cannot be created.
+    /// The data or cache directory cannot be created.
     #[error("cannot create {}: {source}", path.display())]
     DataDir {
         /// The directory.
@@ -96,10 +97,13 @@ impl LocalCloudlet {
     /// serving). Must be called inside a multi-threaded Tokio runtime.
     pub async fn start(config: LocalCloudletConfig) -> Result<LocalCloudlet, StartError> {
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
+        // Both created here, so that an error names the one that failed.
+        for dir in [data_dir, &config.cache_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
         let tunnel = TunnelServer::start(ServerConfig {
             private_key: key,
@@ -110,12 +114,10 @@ impl LocalCloudlet {
         })
         .await?;
         let handle = tunnel.handle();
-        let backend =
-            LocalBackend::new(data_dir, handle.clone(), config.accel).map_err(|source| {
-                StartError::DataDir {
-                    path: data_dir.clone(),
-                    source,
-                }
+        let backend = LocalBackend::new(data_dir, &config.cache_dir, handle.clone(), config.accel)
+            .map_err(|source| StartError::DataDir {
+                path: data_dir.clone(),
+                source,
             })?;
         let public_endpoint = config
             .public_endpoint

@@ -116,6 +116,7 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         wg_listen: "127.0.0.1:0".parse().unwrap(),
         public_endpoint: None,
         data_dir: dir.path().join("data"),
+        cache_dir: dir.path().join("data/cache"),
         accel: vmrunner::Accel::Tcg,
         max_vms: 2,
         idle_timeout: Duration::from_secs(600),

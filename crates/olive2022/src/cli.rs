@@ -188,36 +188,54 @@ pub struct ConvertArgs {
     pub package: Option<PathBuf>,
 }
 
-/// `cloudlet`.
+/// `cloudlet`. Every setting is optional here: a flag wins over its
+/// `OLIVE2022_CLOUDLET_*` variable (clap reads both), which wins over the
+/// `--config` file, which wins over the defaults (`cloudlet::settings`).
 #[derive(Debug, Args)]
 pub struct CloudletArgs {
-    /// Address of the Sinfonia API (tier 1 and tier 2).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-    /// Directory of the recipes (`<uuid>.yaml`).
-    #[arg(long, default_value = "RECIPES")]
-    pub recipes: PathBuf,
-    /// UDP address of the WireGuard endpoint.
-    #[arg(long, default_value = "0.0.0.0:51820")]
-    pub wg_listen: std::net::SocketAddr,
+    /// Read the settings from this TOML file (keys named as the flags;
+    /// flags and OLIVE2022_CLOUDLET_* variables override it).
+    #[arg(long, env = "OLIVE2022_CLOUDLET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved settings as a complete TOML file and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Address of the Sinfonia API (tier 1 and tier 2) [default:
+    /// 127.0.0.1:8080].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory of the recipes (`<uuid>.yaml`) [default: RECIPES].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_RECIPES", value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+    /// UDP address of the WireGuard endpoint [default: 0.0.0.0:51820].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_WG_LISTEN", value_name = "IP:PORT")]
+    pub wg_listen: Option<std::net::SocketAddr>,
     /// The endpoint clients are told to use (default: 127.0.0.1 and the
     /// port of --wg-listen).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_PUBLIC_ENDPOINT",
+        value_name = "HOST:PORT"
+    )]
     pub public_endpoint: Option<String>,
-    /// Where the cloudlet keeps its key, image cache and VMs (default:
-    /// $XDG_DATA_HOME/olive2022/cloudlet).
-    #[arg(long)]
+    /// Where the cloudlet keeps its key and VMs (default: $STATE_DIRECTORY,
+    /// else $XDG_DATA_HOME/olive2022/cloudlet).
+    #[arg(long, env = "OLIVE2022_CLOUDLET_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Most VMs running at once.
-    #[arg(long, default_value_t = 4)]
-    pub max_vms: usize,
-    /// Seconds without traffic after which a VM is stopped.
-    #[arg(long, default_value_t = 600)]
-    pub idle_timeout: u64,
+    /// Where the cloudlet keeps the pulled disk images (default:
+    /// $CACHE_DIRECTORY, else $XDG_CACHE_HOME/olive2022/cloudlet).
+    #[arg(long, env = "OLIVE2022_CLOUDLET_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most VMs running at once [default: 4].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_MAX_VMS", value_name = "COUNT")]
+    pub max_vms: Option<usize>,
+    /// Seconds without traffic after which a VM is stopped [default: 600].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs: KVM when /dev/kvm works (auto), or always
-    /// KVM, or always emulation (TCG).
-    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
-    pub accel: AccelArg,
+    /// KVM, or always emulation (TCG) [default: auto].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_ACCEL", value_enum)]
+    pub accel: Option<AccelArg>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).
@@ -242,6 +260,16 @@ impl From<AccelArg> for vmrunner::Accel {
             AccelArg::Auto => vmrunner::Accel::Auto,
             AccelArg::Kvm => vmrunner::Accel::Kvm,
             AccelArg::Tcg => vmrunner::Accel::Tcg,
+        }
+    }
+}
+
+impl From<AccelArg> for cloudlet::settings::AccelSetting {
+    fn from(arg: AccelArg) -> Self {
+        match arg {
+            AccelArg::Auto => Self::Auto,
+            AccelArg::Kvm => Self::Kvm,
+            AccelArg::Tcg => Self::Tcg,
         }
     }
 }

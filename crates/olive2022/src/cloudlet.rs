@@ -4,10 +4,13 @@
 //! the recipes' containerDisks, and a user-space WireGuard endpoint that
 //! shows each client its own deployment's VNC service and nothing else.
 //! The `cloudlet` crate does all of it ([`cloudlet::LocalCloudlet`]); this
-//! command turns flags into its settings, reports, and serves until
-//! SIGTERM, SIGINT or SIGHUP: then it stops taking deploys, stops every VM
-//! and exits 0, or gives up after [`STOP_GRACE`] (its VMs end with it: each
-//! QEMU has a parent-death signal).
+//! command turns flags, `OLIVE2022_CLOUDLET_*` variables and the `--config`
+//! file into its settings (merged in that order of precedence, over the
+//! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
+//! reports, and serves until SIGTERM, SIGINT or SIGHUP: then it stops
+//! taking deploys, stops every VM and exits 0, or gives up after
+//! [`STOP_GRACE`] (its VMs end with it: each QEMU has a parent-death
+//! signal).
 //! Single machine by design; beyond one, the same recipes, images and
 //! clients work with real Sinfonia + Kubernetes + KubeVirt.
 
@@ -16,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloudlet::data_dir::default_data_dir;
+use cloudlet::settings::CloudletSettings;
 use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -24,20 +27,11 @@ use crate::cli::{Cli, CloudletArgs};
 
 /// Runs `cloudlet` until SIGTERM, SIGINT or SIGHUP.
 pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => default_data_dir()?,
-    };
-    let config = LocalCloudletConfig {
-        recipes_dir: args.recipes.clone(),
-        listen: args.listen,
-        wg_listen: args.wg_listen,
-        public_endpoint: args.public_endpoint.clone(),
-        data_dir,
-        accel: args.accel.into(),
-        max_vms: args.max_vms,
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-    };
+    let config = settings(args)?;
+    if args.print_config {
+        print!("{}", CloudletSettings::shown(&config)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.dry_run {
         println!(
             "Would serve the Sinfonia API on http://{} with recipes from {}",
@@ -50,8 +44,9 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.public_endpoint()
         );
         println!(
-            "Would keep keys, images and VMs in {}",
-            config.data_dir.display()
+            "Would keep keys and VMs in {}, images in {}",
+            config.data_dir.display(),
+            config.cache_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -139,4 +134,25 @@ async fn stop_overdue(mut stop_requested: tokio::sync::watch::Receiver<bool>) {
         return std::future::pending().await;
     }
     tokio::time::sleep(STOP_GRACE).await;
+}
+
+/// The settings: flags and their variables (already merged by clap), over
+/// the `--config` file, over the defaults.
+fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
+    let given = CloudletSettings {
+        listen: args.listen,
+        recipes: args.recipes.clone(),
+        wg_listen: args.wg_listen,
+        public_endpoint: args.public_endpoint.clone(),
+        data_dir: args.data_dir.clone(),
+        cache_dir: args.cache_dir.clone(),
+        max_vms: args.max_vms,
+        idle_timeout: args.idle_timeout,
+        accel: args.accel.map(Into::into),
+    };
+    let file = match &args.config {
+        Some(path) => CloudletSettings::from_file(path)?,
+        None => CloudletSettings::default(),
+    };
+    Ok(given.or(file).resolve()?)
 }

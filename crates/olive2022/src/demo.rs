@@ -485,7 +485,16 @@ impl CloudletChild {
     ) -> Result<CloudletChild> {
         std::fs::create_dir_all(data_dir)?;
         // Port 0: the cloudlet binds free ports itself and announces them.
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // The demo's cloudlet is configured by its flags alone: an
+        // operator's settings file or variables (a public endpoint, say)
+        // are for their own cloudlet.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OLIVE2022_CLOUDLET_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .args([quiet_child(cli), "cloudlet", "--announce"])
             .args(["--listen", "127.0.0.1:0", "--wg-listen", "127.0.0.1:0"])
             .args(["--accel", accel.name()])
@@ -493,6 +502,9 @@ impl CloudletChild {
             .arg(recipes)
             .arg("--data-dir")
             .arg(data_dir)
+            // The images too: the demo's work directory holds everything.
+            .arg("--cache-dir")
+            .arg(data_dir.join("cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

@@ -79,6 +79,8 @@ impl CloudletProcess {
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
             .args(["--data-dir", data_dir.to_str().unwrap()])
+            .arg("--cache-dir")
+            .arg(data_dir.join("cache"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
