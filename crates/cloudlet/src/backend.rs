@@ -42,6 +42,29 @@ pub trait Backend: Send + Sync + 'static {
     /// Drops the client's `address` from the tunnel (and the peer when it
     /// has no address left). Errors are logged.
     fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError>;
+
+    /// The backend's figures for `/metrics`, read when Prometheus scrapes.
+    /// May touch the disk (the image cache's size); called off the async
+    /// threads.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+}
+
+/// What a backend reports for `/metrics` ([`crate::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendStats {
+    /// Clients admitted on the WireGuard endpoint.
+    pub tunnel_peers: usize,
+    /// WireGuard UDP bytes received since the start (peers gone included).
+    pub tunnel_rx_bytes: u64,
+    /// WireGuard UDP bytes sent since the start (peers gone included).
+    pub tunnel_tx_bytes: u64,
+    /// Bytes in the image cache.
+    pub image_cache_bytes: u64,
+    /// The seconds each pull since the previous call took (taken: each is
+    /// reported once).
+    pub pull_seconds: Vec<f64>,
 }
 
 /// A backend operation that failed.

@@ -18,6 +18,8 @@
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
 //! - [`problems`]: [`ApiError`] and every error as problem+json;
 //! - [`access_log`]: one log event per request;
+//! - [`metrics`]: `GET /metrics` for Prometheus (`GET /healthz` for
+//!   liveness is in [`server`]);
 //! - [`listener`]: the socket, each connection's request line checked
 //!   before the HTTP library reads it;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
@@ -38,6 +40,7 @@ pub mod config;
 pub mod data_dir;
 pub mod listener;
 pub mod local;
+pub mod metrics;
 pub mod names;
 pub mod problems;
 pub mod recipes;
@@ -47,7 +50,7 @@ pub mod spec;
 pub mod standalone;
 pub mod state;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{Backend, BackendError, BackendStats};
 pub use config::CloudletConfig;
 pub use problems::ApiError;
 pub use server::{Cloudlet, ServeError, serve};

@@ -19,7 +19,7 @@ use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::server::{PeerConfig, ServerHandle, Service};
 use vmrunner::{Accel, RunningVm, VmSpec};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, BackendStats};
 use crate::spec::DeploymentSpec;
 
 /// The address the VNC service has inside every client's tunnel; clients
@@ -37,6 +37,11 @@ pub struct LocalBackend {
     /// What each started deployment's client may reach, by its address,
     /// until `add_peer` lets it in.
     services: Mutex<HashMap<Ipv4Addr, PeerConfig>>,
+    /// Bytes (rx, tx) of the peers already removed, so the totals for
+    /// `/metrics` never go down.
+    retired_bytes: Mutex<(u64, u64)>,
+    /// Pull durations not yet reported to `/metrics`.
+    pulls: Mutex<Vec<f64>>,
 }
 
 /// A running deployment: its VM.
@@ -65,6 +70,8 @@ impl LocalBackend {
             runtime: tokio::runtime::Handle::current(),
             accel,
             services: Mutex::new(HashMap::new()),
+            retired_bytes: Mutex::new((0, 0)),
+            pulls: Mutex::new(Vec::new()),
         })
     }
 
@@ -124,6 +131,9 @@ impl Backend for LocalBackend {
             BackendError::failed(format!("cannot fetch the disk image: {e}"))
         })?;
         let seconds = pulling.elapsed().as_secs_f64();
+        if !disk.cache_hit {
+            lock(&self.pulls).push(seconds);
+        }
         tracing::info!(
             deployment,
             image = %source,
@@ -195,8 +205,57 @@ impl Backend for LocalBackend {
 
     fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {
         self.services().remove(&address);
+        let before = self.tunnel.peers();
         self.runtime
             .block_on(self.tunnel.remove_address(*key, address));
+        // A peer that is gone now takes its counters with it: keep them.
+        let after = self.tunnel.peers();
+        let mut retired = lock(&self.retired_bytes);
+        for peer in before
+            .iter()
+            .filter(|peer| !after.iter().any(|p| p.public_key == peer.public_key))
+        {
+            retired.0 += peer.rx_bytes;
+            retired.1 += peer.tx_bytes;
+        }
         Ok(())
     }
+
+    fn stats(&self) -> BackendStats {
+        let peers = self.tunnel.peers();
+        let retired = *lock(&self.retired_bytes);
+        BackendStats {
+            tunnel_peers: peers.len(),
+            tunnel_rx_bytes: retired.0 + peers.iter().map(|p| p.rx_bytes).sum::<u64>(),
+            tunnel_tx_bytes: retired.1 + peers.iter().map(|p| p.tx_bytes).sum::<u64>(),
+            image_cache_bytes: tree_size(&self.cache_dir),
+            pull_seconds: std::mem::take(&mut *lock(&self.pulls)),
+        }
+    }
+}
+
+/// The bytes of the regular files under `dir` (what they occupy is what an
+/// operator budgets for; a missing directory is empty).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => pending.push(entry.path()),
+                Ok(meta) if meta.is_file() => total += meta.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -11,6 +11,9 @@
 //! | GET    | `/cloudlets/`                      | 200, `[cloudlet info]`, this one first   |
 //! | POST   | `/cloudlets/`                      | 204, a tier 2's report recorded          |
 //!
+//! And at the root: `GET /metrics` (Prometheus, [`crate::metrics`]) and
+//! `GET /healthz` (200 `ok` while the process serves).
+//!
 //! `uuid` may be `helloworld` (the nil UUID); the key is URL-safe or
 //! standard base64 (a standard key's `/` may be left unescaped: the key is
 //! the rest of the path, as Sinfonia's `format: path`). Every error is an
@@ -36,6 +39,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use sinfonia::deploy::IpNet;
@@ -49,7 +53,9 @@ use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
 use crate::config::{CloudletConfig, ConfigError, valid_location};
 use crate::listener::{ClientAddr, GuardedListener};
+use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Outcome};
 use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
+use crate::recipes::RecipeLoadError;
 use crate::recipes::RecipeStore;
 use crate::spec::{VmSettings, parse_application_key, parse_backend_uuid};
 use crate::state::{Deployment, Registry};
@@ -101,6 +107,7 @@ struct App<B: Backend> {
     registry: Registry<B>,
     local_addr: SocketAddr,
     reports: Mutex<Vec<(Instant, CloudletInfo)>>,
+    metrics: Metrics,
 }
 
 impl<B: Backend> App<B> {
@@ -167,8 +174,26 @@ async fn deploy_post<B: Backend>(
     State(app): AppState<B>,
     Path((uuid, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (uuid, key) = parse_target(&uuid, &key)?;
-    let recipe = load_recipe(&app, uuid).await?;
+    let result = deploy(&app, &uuid, &key).await;
+    app.metrics.deploy_request(outcome(&result));
+    result
+}
+
+/// The `outcome` label of a deploy request.
+fn outcome(result: &Result<Response, ApiError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Deployed,
+        Err(ApiError::BadUuid { .. } | ApiError::BadKey(_)) => Outcome::BadRequest,
+        Err(ApiError::Recipe(RecipeLoadError::NotFound { .. })) => Outcome::UnknownRecipe,
+        Err(ApiError::Recipe(_) | ApiError::Values { .. }) => Outcome::InvalidRecipe,
+        Err(error) if error.status() == StatusCode::SERVICE_UNAVAILABLE => Outcome::AtCapacity,
+        Err(_) => Outcome::Failed,
+    }
+}
+
+async fn deploy<B: Backend>(app: &App<B>, uuid: &str, key: &str) -> Result<Response, ApiError> {
+    let (uuid, key) = parse_target(uuid, key)?;
+    let recipe = load_recipe(app, uuid).await?;
     let settings =
         VmSettings::from_recipe(&recipe).map_err(|source| ApiError::Values { uuid, source })?;
     let deployment = app
@@ -332,6 +357,22 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `GET /metrics`: [`crate::metrics`], the backend read off the async
+/// threads.
+async fn metrics_get<B: Backend>(State(app): AppState<B>) -> Response {
+    let backend = Arc::clone(app.registry.backend());
+    let stats = tokio::task::spawn_blocking(move || backend.stats())
+        .await
+        .unwrap_or_default();
+    let text = app.metrics.render(app.registry.running(), &stats);
+    ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /healthz`: the process serves requests.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 fn router<B: Backend>(app: Arc<App<B>>) -> Router {
     let deploy = get(deploy_get::<B>)
         .post(deploy_post::<B>)
@@ -345,6 +386,8 @@ fn router<B: Backend>(app: Arc<App<B>>) -> Router {
         .route("/cloudlets", cloudlets);
     Router::new()
         .nest("/api/v1", api)
+        .route("/metrics", get(metrics_get::<B>))
+        .route("/healthz", get(healthz))
         .fallback(no_route)
         .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::map_response(ensure_problem))
@@ -406,6 +449,7 @@ impl<B: Backend> Cloudlet<B> {
                 registry,
                 local_addr,
                 reports: Mutex::new(Vec::new()),
+                metrics: Metrics::new(),
             }),
         })
     }

@@ -529,6 +529,16 @@ impl<B: Backend> Registry<B> {
         self.lock().active()
     }
 
+    /// How many deployments are `Deployed`: their VM runs.
+    pub fn running(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .slots
+            .values()
+            .filter(|slot| slot.status == DeploymentStatus::Deployed)
+            .count()
+    }
+
     /// Reports tunnel traffic from the client with `address`: extends the
     /// lease of its deployment if it is `Deployed`. Returns whether it is.
     /// Cheap and callable from any thread.

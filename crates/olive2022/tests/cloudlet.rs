@@ -636,3 +636,128 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
         assert!(!log.contains(secret), "a secret in the log: {secret}");
     }
 }
+
+/// A real Prometheus (Debian's) scrapes `/metrics`; its query API then
+/// returns what happened: one VM, one peer, its traffic, the image cached,
+/// one pull, and the deploy requests by outcome.
+#[test]
+fn prometheus_scrapes_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
+    let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
+    assert_screen(&output, report.as_ref());
+    let unknown = format!(
+        "{}/api/v1/deploy/{}/{}",
+        cloudlet.api,
+        "11111111-2222-3333-4444-555555555555",
+        "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI"
+    );
+    let status = testkit::run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &unknown,
+        ],
+    );
+    assert_eq!(status, "404");
+    let health = testkit::run("curl", &["-s", &format!("{}/healthz", cloudlet.api)]);
+    assert_eq!(health.trim(), "ok");
+
+    let prometheus = Prometheus::start(dir.path(), cloudlet.api.trim_start_matches("http://"));
+    for (query, expected) in [
+        ("olive2022_cloudlet_vms_running", 1.0),
+        ("olive2022_cloudlet_tunnel_peers", 1.0),
+        (
+            "olive2022_cloudlet_deploy_requests_total{outcome=\"deployed\"}",
+            1.0,
+        ),
+        (
+            "olive2022_cloudlet_deploy_requests_total{outcome=\"unknown_recipe\"}",
+            1.0,
+        ),
+        ("olive2022_cloudlet_pull_seconds_count", 1.0),
+    ] {
+        assert_eq!(prometheus.value(query), expected, "{query}");
+    }
+    for query in [
+        "olive2022_cloudlet_tunnel_bytes_total{direction=\"rx\"}",
+        "olive2022_cloudlet_tunnel_bytes_total{direction=\"tx\"}",
+        "olive2022_cloudlet_image_cache_bytes",
+    ] {
+        assert!(prometheus.value(query) > 0.0, "{query}");
+    }
+}
+
+/// Prometheus scraping one target every second, on a free loopback port,
+/// its data in a temporary directory; stopped by its PID on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: &str) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: cloudlet\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The value of an instant query once Prometheus has one (waits up to
+    /// 30 s for the first scrapes).
+    fn value(&self, query: &str) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = Command::new("curl")
+                .args(["-s", "-G", &format!("{}/api/v1/query", self.url)])
+                .args(["--data-urlencode", &format!("query={query}")])
+                .output()
+                .unwrap();
+            let answer: Value = serde_json::from_slice(&answer.stdout).unwrap_or(Value::Null);
+            if let Some(value) = answer["data"]["result"][0]["value"][1].as_str() {
+                return value.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no value for {query}: {answer}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
