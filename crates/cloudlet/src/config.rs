@@ -16,6 +16,10 @@ pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 /// Default `--max-vms`.
 pub const DEFAULT_MAX_VMS: usize = 4;
+/// Default `--deploy-rate`: deploy requests a minute per client address (a
+/// client asks once per launch; the burst allows a classroom behind one
+/// NAT address).
+pub const DEFAULT_DEPLOY_RATE: u32 = 60;
 /// Default `--idle-timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default time an `Expiring` deployment keeps its name and address.
@@ -41,6 +45,9 @@ pub struct CloudletConfig {
     pub tunnel_public_key: [u8; 32],
     /// Most VMs running at once (`--max-vms`).
     pub max_vms: usize,
+    /// Deploy requests a minute per client address, in bursts of as many
+    /// (`--deploy-rate`); 0 for no limit.
+    pub deploy_rate: u32,
     /// A lease ends after this long without tunnel traffic or deploy
     /// request (`--idle-timeout`).
     pub idle_timeout: Duration,
@@ -110,6 +117,7 @@ impl CloudletConfig {
             public_endpoint: public_endpoint.into(),
             tunnel_public_key,
             max_vms: DEFAULT_MAX_VMS,
+            deploy_rate: DEFAULT_DEPLOY_RATE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             expiring_grace: DEFAULT_EXPIRING_GRACE,
             dns_server: TUNNEL_ADDRESS,

@@ -18,6 +18,7 @@
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
 //! - [`problems`]: [`ApiError`] and every error as problem+json;
 //! - [`access_log`]: one log event per request;
+//! - [`rate_limit`]: deploy requests per client address (429);
 //! - [`metrics`]: `GET /metrics` for Prometheus (`GET /healthz` for
 //!   liveness is in [`server`]);
 //! - [`listener`]: the socket, each connection's request line checked
@@ -43,6 +44,7 @@ pub mod local;
 pub mod metrics;
 pub mod names;
 pub mod problems;
+pub mod rate_limit;
 pub mod recipes;
 pub mod server;
 pub mod settings;

@@ -15,17 +15,20 @@
 //!
 //! Later requests on a kept-alive connection are not looked at here; the
 //! router refuses their long targets (`problems::limit_uri`) up to 64 KiB.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are open at once.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sinfonia::problem::{PROBLEM_JSON, Problem};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::problems::MAX_URI_LENGTH;
@@ -37,6 +40,10 @@ pub const MAX_REQUEST_LINE: usize = MAX_URI_LENGTH + 64;
 pub const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections checked and waiting for the server to take them.
 const QUEUE: usize = 64;
+/// Most connections open at once; beyond, new ones wait in the kernel's
+/// accept queue until one closes (a client holding thousands of idle
+/// connections must not exhaust our file descriptors).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The address of the client of a connection, for the handlers and the
 /// access log (`ConnectInfo<ClientAddr>`).
@@ -96,7 +103,12 @@ impl axum::serve::Listener for GuardedListener {
 }
 
 async fn accept_loop(listener: TcpListener, checked: mpsc::Sender<(Replayed, SocketAddr)>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // The semaphore is never closed.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -108,7 +120,8 @@ async fn accept_loop(listener: TcpListener, checked: mpsc::Sender<(Replayed, Soc
         };
         let checked = checked.clone();
         tokio::spawn(async move {
-            let read = tokio::time::timeout(REQUEST_LINE_TIMEOUT, read_request_line(stream)).await;
+            let read =
+                tokio::time::timeout(REQUEST_LINE_TIMEOUT, read_request_line(stream, slot)).await;
             if let Ok(Ok(Some(connection))) = read {
                 let _ = checked.send((connection, peer)).await;
             }
@@ -118,7 +131,10 @@ async fn accept_loop(listener: TcpListener, checked: mpsc::Sender<(Replayed, Soc
 
 /// Reads until the end of the first line: `Some` to serve, `None` when the
 /// connection was answered here or closed.
-async fn read_request_line(mut stream: TcpStream) -> io::Result<Option<Replayed>> {
+async fn read_request_line(
+    mut stream: TcpStream,
+    slot: OwnedSemaphorePermit,
+) -> io::Result<Option<Replayed>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -131,7 +147,7 @@ async fn read_request_line(mut stream: TcpStream) -> io::Result<Option<Replayed>
         let line_end = head[searched_from..].iter().position(|&b| b == b'\n');
         match line_end {
             Some(at) if searched_from + at <= MAX_REQUEST_LINE => {
-                return Ok(Some(Replayed::new(head, stream)));
+                return Ok(Some(Replayed::new(head, stream, slot)));
             }
             None if head.len() <= MAX_REQUEST_LINE => continue,
             _ => {
@@ -166,14 +182,18 @@ pub struct Replayed {
     head: Vec<u8>,
     position: usize,
     stream: TcpStream,
+    /// This connection's place among [`MAX_CONNECTIONS`], given back when
+    /// it closes.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Replayed {
-    fn new(head: Vec<u8>, stream: TcpStream) -> Replayed {
+    fn new(head: Vec<u8>, stream: TcpStream, slot: OwnedSemaphorePermit) -> Replayed {
         Replayed {
             head,
             position: 0,
             stream,
+            _slot: slot,
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Outcome {
     Deployed,
     /// Refused: at capacity (503).
     AtCapacity,
+    /// Refused: too many requests from the address (429).
+    RateLimited,
     /// Refused: a bad UUID or key (400).
     BadRequest,
     /// No recipe for the UUID (404).
@@ -52,6 +54,7 @@ impl Outcome {
         match self {
             Outcome::Deployed => "deployed",
             Outcome::AtCapacity => "at_capacity",
+            Outcome::RateLimited => "rate_limited",
             Outcome::BadRequest => "bad_request",
             Outcome::UnknownRecipe => "unknown_recipe",
             Outcome::InvalidRecipe => "invalid_recipe",

@@ -28,6 +28,9 @@ use crate::recipes::RecipeLoadError;
 use crate::spec::ValuesError;
 use crate::state::DeployError;
 
+/// Largest request body accepted (a cloudlet report is a few hundred
+/// bytes).
+pub const MAX_BODY: usize = 64 * 1024;
 /// Longest request target (path and query) served; Sinfonia's longest is
 /// under 200 bytes. Longer ones get a 414 problem.
 pub const MAX_URI_LENGTH: usize = 8 * 1024;
@@ -82,6 +85,13 @@ pub enum ApiError {
     /// [`crate::server::MAX_REPORTS`] are known.
     #[error("this tier 1 knows as many cloudlets as it accepts; try again later")]
     TooManyCloudlets,
+    /// Too many deploy requests from one address
+    /// ([`crate::rate_limit`]).
+    #[error("too many deploy requests from this address; try again in {} s", retry_after_seconds(*.0))]
+    RateLimited(std::time::Duration),
+    /// A request body larger than the server reads.
+    #[error("the request body is larger than the {} bytes accepted", MAX_BODY)]
+    BodyTooLarge,
     /// The request target is longer than [`MAX_URI_LENGTH`].
     #[error("the request target is {0} bytes, more than the {MAX_URI_LENGTH} accepted")]
     UriTooLong(usize),
@@ -112,6 +122,8 @@ impl ApiError {
             ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Values { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyCloudlets => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Recipe(_) | ApiError::Deploy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +138,8 @@ impl ApiError {
             ApiError::Recipe(_) => "Invalid recipe",
             ApiError::Values { .. } => "Recipe cannot run here",
             ApiError::TooManyCloudlets => "Too many cloudlets",
+            ApiError::RateLimited(_) => "Too Many Requests",
+            ApiError::BodyTooLarge => "Payload Too Large",
             ApiError::UriTooLong(_) => "URI Too Long",
             ApiError::Restricted { .. } => "Restricted recipe",
             ApiError::Deploy(DeployError::AtCapacity { .. } | DeployError::NoAddress) => {
@@ -181,8 +195,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
-        problem_response(&self.problem())
+        let mut response = problem_response(&self.problem());
+        if let ApiError::RateLimited(wait) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(wait)),
+            );
+        }
+        response
     }
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After` counts in seconds).
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// The 503 refusals of the whole process, logged at most once a second.

@@ -36,8 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::Extensions;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Json, Response};
@@ -55,14 +56,15 @@ use crate::config::{CloudletConfig, ConfigError, valid_location};
 use crate::listener::{ClientAddr, GuardedListener};
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Outcome};
 use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
+use crate::rate_limit::RateLimiter;
 use crate::recipes::RecipeLoadError;
 use crate::recipes::RecipeStore;
 use crate::spec::{VmSettings, parse_application_key, parse_backend_uuid};
 use crate::state::{Deployment, Registry};
 
-/// Largest request body accepted (a cloudlet report is a few hundred
-/// bytes).
-pub const MAX_BODY: usize = 64 * 1024;
+pub use crate::problems::MAX_BODY;
+/// How long a request body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tier-2 cloudlets known at once; a report from a new one beyond
 /// this is refused until one expires.
 pub const MAX_REPORTS: usize = 64;
@@ -108,6 +110,7 @@ struct App<B: Backend> {
     local_addr: SocketAddr,
     reports: Mutex<Vec<(Instant, CloudletInfo)>>,
     metrics: Metrics,
+    rate_limiter: RateLimiter,
 }
 
 impl<B: Backend> App<B> {
@@ -173,7 +176,18 @@ async fn load_recipe<B: Backend>(
 async fn deploy_post<B: Backend>(
     State(app): AppState<B>,
     Path((uuid, key)): Path<(String, String)>,
+    extensions: Extensions,
 ) -> Result<Response, ApiError> {
+    // Without connection info (the router embedded elsewhere), no limit.
+    let client = extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(address))| address.ip());
+    if let Some(client) = client
+        && let Err(wait) = app.rate_limiter.check(client, std::time::Instant::now())
+    {
+        app.metrics.deploy_request(Outcome::RateLimited);
+        return Err(ApiError::RateLimited(wait));
+    }
     let result = deploy(&app, &uuid, &key).await;
     app.metrics.deploy_request(outcome(&result));
     result
@@ -186,6 +200,7 @@ fn outcome(result: &Result<Response, ApiError>) -> Outcome {
         Err(ApiError::BadUuid { .. } | ApiError::BadKey(_)) => Outcome::BadRequest,
         Err(ApiError::Recipe(RecipeLoadError::NotFound { .. })) => Outcome::UnknownRecipe,
         Err(ApiError::Recipe(_) | ApiError::Values { .. }) => Outcome::InvalidRecipe,
+        Err(ApiError::RateLimited(_)) => Outcome::RateLimited,
         Err(error) if error.status() == StatusCode::SERVICE_UNAVAILABLE => Outcome::AtCapacity,
         Err(_) => Outcome::Failed,
     }
@@ -260,8 +275,21 @@ async fn cloudlets_get<B: Backend>(State(app): AppState<B>) -> Response {
 
 async fn cloudlets_post<B: Backend>(
     State(app): AppState<B>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // A report is a few hundred bytes: a client that takes longer than
+    // this to send one is holding a connection, not reporting.
+    let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY))
+        .await
+        .map_err(|_| ApiError::BadReport("the body did not arrive in time".into()))?
+        .map_err(|e| {
+            let error = e.into_inner();
+            if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::BadReport(echo(&error.to_string()))
+            }
+        })?;
     let mut report: CloudletInfo =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadReport(echo(&e.to_string())))?;
     check_report(&report)?;
@@ -444,6 +472,7 @@ impl<B: Backend> Cloudlet<B> {
         Ok(Cloudlet {
             listener,
             app: Arc::new(App {
+                rate_limiter: RateLimiter::new(config.deploy_rate),
                 config,
                 recipes,
                 registry,

@@ -39,16 +39,13 @@ use crate::standalone::LocalCloudletConfig;
 
 /// The largest settings file read: a complete one is under 1 KiB.
 pub const MAX_SETTINGS_FILE: u64 = 64 * 1024;
-/// Where the API listens by default: this machine only.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+pub use crate::config::{DEFAULT_DEPLOY_RATE, DEFAULT_LISTEN, DEFAULT_MAX_VMS};
 /// The WireGuard endpoint's default address: every interface.
 pub const DEFAULT_WG_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 51820);
 /// The default recipe directory, relative to the working directory.
 pub const DEFAULT_RECIPES: &str = "RECIPES";
-/// Most VMs running at once by default.
-pub const DEFAULT_MAX_VMS: usize = 4;
 /// Seconds without traffic after which a VM is stopped, by default.
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = crate::config::DEFAULT_IDLE_TIMEOUT.as_secs();
 
 /// Every option of `olive2022 cloudlet`, each possibly unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +65,8 @@ pub struct CloudletSettings {
     pub cache_dir: Option<PathBuf>,
     /// Most VMs running at once.
     pub max_vms: Option<usize>,
+    /// Deploy requests a minute per client address; 0 for no limit.
+    pub deploy_rate: Option<u32>,
     /// Seconds without traffic after which a VM is stopped.
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
@@ -181,6 +180,7 @@ impl CloudletSettings {
             data_dir: self.data_dir.or(lower.data_dir),
             cache_dir: self.cache_dir.or(lower.cache_dir),
             max_vms: self.max_vms.or(lower.max_vms),
+            deploy_rate: self.deploy_rate.or(lower.deploy_rate),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
         }
@@ -206,6 +206,7 @@ impl CloudletSettings {
             cache_dir,
             accel: self.accel.unwrap_or(AccelSetting::Auto).into(),
             max_vms: self.max_vms.unwrap_or(DEFAULT_MAX_VMS),
+            deploy_rate: self.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
@@ -225,6 +226,7 @@ impl CloudletSettings {
             data_dir: Some(absolute(&config.data_dir)),
             cache_dir: Some(absolute(&config.cache_dir)),
             max_vms: Some(config.max_vms),
+            deploy_rate: Some(config.deploy_rate),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
         };

@@ -43,6 +43,8 @@ pub struct LocalCloudletConfig {
     pub accel: Accel,
     /// Most VMs running at once.
     pub max_vms: usize,
+    /// Deploy requests a minute per client address; 0 for no limit.
+    pub deploy_rate: u32,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
 }
@@ -130,6 +132,7 @@ impl LocalCloudlet {
         );
         api.listen = config.listen;
         api.max_vms = config.max_vms;
+        api.deploy_rate = config.deploy_rate;
         api.idle_timeout = config.idle_timeout;
         let cloudlet = match Cloudlet::bind(api, backend).await {
             Ok(cloudlet) => cloudlet,

@@ -895,7 +895,12 @@ fn backend_failures_are_500_problems_and_leave_nothing() {
 
 #[test]
 fn a_burst_of_deploy_requests() {
-    let mut server = Server::start_with(|config| config.max_vms = 3);
+    // Many requests from one address: this is about capacity, not the
+    // per-address limit.
+    let mut server = Server::start_with(|config| {
+        config.max_vms = 3;
+        config.deploy_rate = 0;
+    });
     *server.recorder.start_delay.lock().unwrap() = Duration::from_millis(30);
     let started = Instant::now();
     let statuses = Mutex::new(Vec::new());
@@ -1222,4 +1227,90 @@ fn cloudlet_reports_are_validated_and_capped() {
         list.as_array().unwrap().len(),
         1 + cloudlet::server::MAX_REPORTS
     );
+}
+
+#[test]
+fn too_many_deploy_requests_from_one_address_get_a_429() {
+    let server = Server::start_with(|config| config.deploy_rate = 3);
+    let client = urlsafe(&key(1));
+    for _ in 0..3 {
+        server.deploy(&APP.to_string(), &client).deployment();
+    }
+    let url = server.url(&format!("/deploy/{APP}/{client}"));
+    let refused = reqwest::blocking::Client::new().post(url).send().unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = serde_json::from_str(&refused.text().unwrap()).unwrap();
+    assert_eq!(problem["status"], 429);
+    // Reading the deployment is not limited.
+    assert_eq!(
+        server
+            .call(Method::GET, &format!("/deploy/{APP}/{client}"))
+            .status,
+        200
+    );
+    // The refusal is counted.
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.addr))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("olive2022_cloudlet_deploy_requests_total{outcome=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("olive2022_cloudlet_deploy_requests_total{outcome=\"deployed\"} 3"));
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    // Silent after connecting: closed once the request line is overdue.
+    let silent = thread::spawn({
+        let addr = server.addr;
+        move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let started = Instant::now();
+            let mut buf = [0u8; 64];
+            let read = stream.read(&mut buf).unwrap_or(0);
+            (read, started.elapsed())
+        }
+    });
+    // A report whose body never finishes arriving.
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(
+        b"POST /api/v1/cloudlets/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"uuid\":",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (read, waited) = silent.join().unwrap();
+    assert_eq!(read, 0, "the silent connection got an answer");
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    // The server still answers everyone else.
+    assert_eq!(server.call(Method::GET, "/cloudlets/").status, 200);
 }

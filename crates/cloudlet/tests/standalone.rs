@@ -119,6 +119,7 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         cache_dir: dir.path().join("data/cache"),
         accel: vmrunner::Accel::Tcg,
         max_vms: 2,
+        deploy_rate: 0,
         idle_timeout: Duration::from_secs(600),
     };
     let cloudlet = runtime.block_on(LocalCloudlet::start(config)).unwrap();

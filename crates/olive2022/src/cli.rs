@@ -229,6 +229,14 @@ pub struct CloudletArgs {
     /// Most VMs running at once [default: 4].
     #[arg(long, env = "OLIVE2022_CLOUDLET_MAX_VMS", value_name = "COUNT")]
     pub max_vms: Option<usize>,
+    /// Deploy requests a minute per client address, in bursts of as many;
+    /// more get 429 with Retry-After; 0 for no limit [default: 60].
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_DEPLOY_RATE",
+        value_name = "PER_MINUTE"
+    )]
+    pub deploy_rate: Option<u32>,
     /// Seconds without traffic after which a VM is stopped [default: 600].
     #[arg(long, env = "OLIVE2022_CLOUDLET_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,

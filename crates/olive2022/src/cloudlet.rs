@@ -147,6 +147,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         data_dir: args.data_dir.clone(),
         cache_dir: args.cache_dir.clone(),
         max_vms: args.max_vms,
+        deploy_rate: args.deploy_rate,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
     };

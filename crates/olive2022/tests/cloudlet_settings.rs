@@ -111,6 +111,7 @@ fn without_a_file_every_key_has_its_default() {
             "accel",
             "cache-dir",
             "data-dir",
+            "deploy-rate",
             "idle-timeout",
             "listen",
             "max-vms",
@@ -125,6 +126,7 @@ fn without_a_file_every_key_has_its_default() {
     assert_eq!(string(&settings, "recipes"), recipes.to_str().unwrap());
     assert_eq!(settings["max-vms"].as_integer(), Some(4));
     assert_eq!(settings["idle-timeout"].as_integer(), Some(600));
+    assert_eq!(settings["deploy-rate"].as_integer(), Some(60));
 }
 
 #[test]
