@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use containerdisk::auth::Credentials;
-use containerdisk::pull::{DiskSource, fetch_disk};
+use containerdisk::pull::{DiskSource, evict_lru, fetch_disk};
 use containerdisk::registry::NoProgress;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::server::{PeerConfig, ServerHandle, Service};
@@ -42,11 +42,16 @@ pub struct LocalBackend {
     retired_bytes: Mutex<(u64, u64)>,
     /// Pull durations not yet reported to `/metrics`.
     pulls: Mutex<Vec<f64>>,
+    /// The most bytes the image cache may hold (0: no limit).
+    cache_max_bytes: u64,
+    /// Cached disks running VMs use, and how many VMs each: never evicted.
+    disks_in_use: Mutex<HashMap<PathBuf, usize>>,
 }
 
-/// A running deployment: its VM.
+/// A running deployment: its VM, and the cached disk under it.
 pub struct LocalDeployment {
     vm: Mutex<RunningVm>,
+    disk: PathBuf,
 }
 
 impl LocalBackend {
@@ -72,6 +77,8 @@ impl LocalBackend {
             services: Mutex::new(HashMap::new()),
             retired_bytes: Mutex::new((0, 0)),
             pulls: Mutex::new(Vec::new()),
+            cache_max_bytes: 0,
+            disks_in_use: Mutex::new(HashMap::new()),
         })
     }
 
@@ -90,6 +97,34 @@ impl LocalBackend {
             credentials,
         )
         .map_err(|e| BackendError::failed(format!("the recipe's containerDisk: {e}")))
+    }
+
+    /// The same backend keeping its image cache under `max_bytes` (0: no
+    /// limit): images no VM uses are evicted, least recently used first.
+    pub fn with_cache_limit(mut self, max_bytes: u64) -> LocalBackend {
+        self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// Evicts images beyond the cache limit, keeping those in use and
+    /// `keep` (the disk about to start). Runs after each start and stop, so
+    /// an image is evicted as soon as no VM needs it and the cache is over.
+    fn enforce_cache_limit(&self, keep: Option<&Path>) {
+        if self.cache_max_bytes == 0 {
+            return;
+        }
+        let mut in_use: Vec<PathBuf> = lock(&self.disks_in_use).keys().cloned().collect();
+        in_use.extend(keep.map(Path::to_owned));
+        let eviction = evict_lru(&self.cache_dir, self.cache_max_bytes, &in_use);
+        if !eviction.removed.is_empty() {
+            tracing::info!(
+                removed = ?eviction.removed,
+                freed_bytes = eviction.freed,
+                remaining_bytes = eviction.remaining,
+                max_bytes = self.cache_max_bytes,
+                "images evicted from the cache"
+            );
+        }
     }
 
     fn services(&self) -> std::sync::MutexGuard<'_, HashMap<Ipv4Addr, PeerConfig>> {
@@ -127,13 +162,21 @@ impl Backend for LocalBackend {
         tracing::info!(deployment, image = %source, "pulling the disk image");
         let pulling = std::time::Instant::now();
         let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress).map_err(|e| {
-            tracing::warn!(deployment, image = %source, error = %e, "pull failed");
-            BackendError::failed(format!("cannot fetch the disk image: {e}"))
+            if is_disk_full(&e) {
+                // Nothing partial stays: the pull's temporary directory is
+                // removed with it.
+                tracing::warn!(deployment, image = %source, error = %e, "pull failed: the image cache's disk is full");
+                BackendError::unavailable(format!("the image cache is full: {e}"))
+            } else {
+                tracing::warn!(deployment, image = %source, error = %e, "pull failed");
+                BackendError::failed(format!("cannot fetch the disk image: {e}"))
+            }
         })?;
         let seconds = pulling.elapsed().as_secs_f64();
         if !disk.cache_hit {
             lock(&self.pulls).push(seconds);
         }
+        self.enforce_cache_limit(Some(&disk.path));
         tracing::info!(
             deployment,
             image = %source,
@@ -179,7 +222,13 @@ impl Backend for LocalBackend {
             }],
         };
         self.services().insert(spec.client_address, peer);
-        Ok(LocalDeployment { vm: Mutex::new(vm) })
+        *lock(&self.disks_in_use)
+            .entry(disk.path.clone())
+            .or_insert(0) += 1;
+        Ok(LocalDeployment {
+            vm: Mutex::new(vm),
+            disk: disk.path,
+        })
     }
 
     fn stop(&self, running: &LocalDeployment) -> Result<(), BackendError> {
@@ -187,8 +236,20 @@ impl Backend for LocalBackend {
             .vm
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        vm.stop()
-            .map_err(|e| BackendError::failed(format!("cannot stop the VM: {e}")))
+        let stopped = vm
+            .stop()
+            .map_err(|e| BackendError::failed(format!("cannot stop the VM: {e}")));
+        {
+            let mut in_use = lock(&self.disks_in_use);
+            if let Some(count) = in_use.get_mut(&running.disk) {
+                *count -= 1;
+                if *count == 0 {
+                    in_use.remove(&running.disk);
+                }
+            }
+        }
+        self.enforce_cache_limit(None);
+        stopped
     }
 
     fn add_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {
@@ -252,6 +313,21 @@ fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Whether a pull failed because its file system is full.
+fn is_disk_full(error: &containerdisk::pull::PullError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || io.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()))
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -67,6 +67,8 @@ pub struct CloudletSettings {
     pub max_vms: Option<usize>,
     /// Deploy requests a minute per client address; 0 for no limit.
     pub deploy_rate: Option<u32>,
+    /// Most bytes the image cache may hold; 0 for no limit.
+    pub cache_max_bytes: Option<u64>,
     /// Seconds without traffic after which a VM is stopped.
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
@@ -181,6 +183,7 @@ impl CloudletSettings {
             cache_dir: self.cache_dir.or(lower.cache_dir),
             max_vms: self.max_vms.or(lower.max_vms),
             deploy_rate: self.deploy_rate.or(lower.deploy_rate),
+            cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
         }
@@ -207,6 +210,7 @@ impl CloudletSettings {
             accel: self.accel.unwrap_or(AccelSetting::Auto).into(),
             max_vms: self.max_vms.unwrap_or(DEFAULT_MAX_VMS),
             deploy_rate: self.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
+            cache_max_bytes: self.cache_max_bytes.unwrap_or(0),
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
@@ -227,6 +231,7 @@ impl CloudletSettings {
             cache_dir: Some(absolute(&config.cache_dir)),
             max_vms: Some(config.max_vms),
             deploy_rate: Some(config.deploy_rate),
+            cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
         };

@@ -45,6 +45,8 @@ pub struct LocalCloudletConfig {
     pub max_vms: usize,
     /// Deploy requests a minute per client address; 0 for no limit.
     pub deploy_rate: u32,
+    /// Most bytes the image cache may hold; 0 for no limit.
+    pub cache_max_bytes: u64,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
 }
@@ -120,7 +122,8 @@ impl LocalCloudlet {
             .map_err(|source| StartError::DataDir {
                 path: data_dir.clone(),
                 source,
-            })?;
+            })?
+            .with_cache_limit(config.cache_max_bytes);
         let public_endpoint = config
             .public_endpoint
             .clone()

@@ -120,6 +120,7 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         accel: vmrunner::Accel::Tcg,
         max_vms: 2,
         deploy_rate: 0,
+        cache_max_bytes: 0,
         idle_timeout: Duration::from_secs(600),
     };
     let cloudlet = runtime.block_on(LocalCloudlet::start(config)).unwrap();

@@ -237,6 +237,11 @@ pub struct CloudletArgs {
         value_name = "PER_MINUTE"
     )]
     pub deploy_rate: Option<u32>,
+    /// Most bytes the image cache may hold (`20G`, `500M`…): after a pull,
+    /// images no VM uses are evicted, least recently used first; 0 for no
+    /// limit [default: 0].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_CACHE_MAX_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_max_bytes: Option<u64>,
     /// Seconds without traffic after which a VM is stopped [default: 600].
     #[arg(long, env = "OLIVE2022_CLOUDLET_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,

@@ -148,6 +148,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         cache_dir: args.cache_dir.clone(),
         max_vms: args.max_vms,
         deploy_rate: args.deploy_rate,
+        cache_max_bytes: args.cache_max_bytes,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
     };

@@ -31,9 +31,16 @@ fn text(output: &Output) -> String {
 
 /// A package of a small real disk, converted into `destination`.
 fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
-    let raw = testkit::ext4_disk(dir, "24M");
+    converted_as(dir, URL, destination)
+}
+
+/// [`converted`] for the VM of `url` (its own UUID and image); the recipes
+/// of several calls share `dir/RECIPES`.
+fn converted_as(dir: &Path, url: &str, destination: &[&str]) -> PathBuf {
+    let work = tempfile::tempdir_in(dir).unwrap();
+    let raw = testkit::ext4_disk(work.path(), "24M");
     let qcow2 = testkit::qcow2_of(&raw, &[]);
-    let package = dir.join("vm.nxpk");
+    let package = work.path().join("vm.nxpk");
     testkit::package(&package, "Cloudlet test VM", &qcow2, "qcow2", false);
     let recipes = dir.join("RECIPES");
     let output = olive()
@@ -45,7 +52,7 @@ fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
             recipes.to_str().unwrap(),
         ])
         .args(destination)
-        .args([URL, package.to_str().unwrap()])
+        .args([url, package.to_str().unwrap()])
         .env_remove("OLIVE2022_CREDENTIALS")
         .stdin(Stdio::null())
         .output()
@@ -73,14 +80,19 @@ impl CloudletProcess {
         env: &[(&str, &str)],
     ) -> CloudletProcess {
         let (api_port, wg_port) = (free_port(), free_port());
+        let default_cache = data_dir.join("cache");
+        let cache: &[&std::ffi::OsStr] = if extra.contains(&"--cache-dir") {
+            &[]
+        } else {
+            &["--cache-dir".as_ref(), default_cache.as_os_str()]
+        };
         let child = olive()
             .envs(env.iter().copied())
             .args(["cloudlet", "--recipes", recipes.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
             .args(["--data-dir", data_dir.to_str().unwrap()])
-            .arg("--cache-dir")
-            .arg(data_dir.join("cache"))
+            .args(cache)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -760,4 +772,178 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A tmpfs of `size` mounted at `path` (this test runs as root, like the
+/// namespace tests); unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        testkit::run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ],
+        );
+        SmallDisk(path.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The names in a directory.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_cache_disk_is_a_503_and_leaves_nothing_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    let cache = dir.path().join("cache");
+    let _small = SmallDisk::mount(&cache, "256k");
+    let cloudlet = CloudletProcess::start(
+        &recipes,
+        &dir.path().join("data"),
+        &["--cache-dir", cache.to_str().unwrap()],
+    );
+    let (output, _) = launch(&cloudlet.api, &dir.path().join("client"));
+    let text = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("503"), "{text}");
+    assert!(text.contains("image cache is full"), "{text}");
+    assert!(
+        cloudlet.log().contains("the image cache's disk is full"),
+        "{}",
+        cloudlet.log()
+    );
+    assert!(
+        names_in(&cache).is_empty(),
+        "left in the cache: {:?}",
+        names_in(&cache)
+    );
+    assert!(cloudlet.vms().is_empty());
+}
+
+#[test]
+fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let destination = ["--output".to_owned(), format!("oci:{}", layout.display())];
+    let destination: Vec<&str> = destination.iter().map(String::as_str).collect();
+    let first_url = "vmnetx+https://olivearchive.org/launch/cache-first/package.nxpk";
+    let recipes = converted_as(dir.path(), first_url, &destination);
+    converted_as(dir.path(), URL, &destination);
+    let cache = dir.path().join("cache");
+    // One byte: every image but the ones in use must go.
+    let cloudlet = CloudletProcess::start(
+        &recipes,
+        &dir.path().join("data"),
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--cache-max-bytes",
+            "1",
+        ],
+    );
+    let first = olive()
+        .args(["launch", "--timeout", "60", "--tier1-url", &cloudlet.api])
+        .args(["--viewer", viewer().to_str().unwrap(), first_url])
+        .env("XDG_CACHE_HOME", dir.path().join("first-client"))
+        .env("RFB_REPORT", dir.path().join("first-report.json"))
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let entries = |cache: &Path| -> Vec<String> {
+        names_in(cache)
+            .into_iter()
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    };
+    let first_entries = entries(&cache);
+    assert_eq!(
+        first_entries.len(),
+        1,
+        "the image in use is kept: {first_entries:?}"
+    );
+    // The first VM still runs: its image stays while the second is pulled.
+    let (second, report) = launch(&cloudlet.api, &dir.path().join("second-client"));
+    assert_screen(&second, report.as_ref());
+    assert_eq!(entries(&cache).len(), 2, "an image in use was evicted");
+    // Once the first VM is released, the next pull evicts its image.
+    let uuid =
+        String::from_utf8(olive().args(["uuid", first_url]).output().unwrap().stdout).unwrap();
+    let key_file = std::fs::read_dir(dir.path().join("first-client/sinfonia"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let key_text = std::fs::read_to_string(key_file).unwrap();
+    let public = key_text
+        .lines()
+        .find_map(|line| line.strip_prefix("public_key:"))
+        .unwrap()
+        .trim()
+        .replace('+', "-")
+        .replace('/', "_");
+    let deleted = testkit::run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+            &format!("{}/api/v1/deploy/{}/{public}", cloudlet.api, uuid.trim()),
+        ],
+    );
+    assert_eq!(deleted, "204");
+    // Its VM stopped, the first image is over the limit and unused: gone.
+    wait_until("the unused image to be evicted", 10, || {
+        entries(&cache).len() == 1
+    });
+    assert!(
+        cloudlet.log().contains("images evicted from the cache"),
+        "{}",
+        cloudlet.log()
+    );
+    // Launching it again pulls it again.
+    let third = olive()
+        .args(["launch", "--timeout", "60", "--tier1-url", &cloudlet.api])
+        .args(["--viewer", viewer().to_str().unwrap(), first_url])
+        .env("XDG_CACHE_HOME", dir.path().join("third-client"))
+        .env("RFB_REPORT", dir.path().join("third-report.json"))
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(third.status.success(), "{}", text(&third));
+    assert_eq!(entries(&cache).len(), 2);
 }

@@ -110,6 +110,7 @@ fn without_a_file_every_key_has_its_default() {
         [
             "accel",
             "cache-dir",
+            "cache-max-bytes",
             "data-dir",
             "deploy-rate",
             "idle-timeout",

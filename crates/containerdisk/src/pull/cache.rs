@@ -68,6 +68,7 @@ pub(crate) fn cached(cache_dir: &Path, digest: &Digest) -> Option<CachedDisk> {
     if fs::metadata(&path).ok()?.len() != meta.size || meta.digest != *digest {
         return None;
     }
+    touch(&dir);
     Some(CachedDisk {
         path,
         digest: meta.digest,
@@ -77,6 +78,17 @@ pub(crate) fn cached(cache_dir: &Path, digest: &Digest) -> Option<CachedDisk> {
         size: meta.size,
         cache_hit: true,
     })
+}
+
+/// Marks an entry used now: its [`META_FILE`]'s modification time is its
+/// last use, which eviction goes by.
+pub(crate) fn touch(entry_dir: &Path) {
+    if let Ok(file) = fs::OpenOptions::new()
+        .write(true)
+        .open(entry_dir.join(META_FILE))
+    {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// A temporary directory in the cache that a disk is extracted into;

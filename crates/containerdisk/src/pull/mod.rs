@@ -45,6 +45,7 @@
 
 mod cache;
 mod disk_source;
+mod evict;
 mod registry_store;
 mod resolve;
 mod stream;
@@ -59,6 +60,7 @@ use crate::source::ImageSource;
 
 pub use self::cache::{CachedDisk, DISK_FILE, META_FILE};
 pub use self::disk_source::DiskSource;
+pub use self::evict::{Eviction, cache_bytes, evict_lru};
 pub use crate::pull_error::PullError;
 pub use crate::source::ImageRef;
 

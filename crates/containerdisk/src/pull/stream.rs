@@ -60,6 +60,11 @@ pub(crate) fn stream_layer(
             (Err(error), Err(Streamed::Refused(reason))) if is_broken_pipe(&error) => {
                 Err(Streamed::Refused(reason))
             }
+            // The scanner failed writing the disk (a full disk): its error
+            // is the cause, the broken pipe only its echo.
+            (Err(error), Err(Streamed::Failed(cause))) if is_broken_pipe(&error) => {
+                Err(Streamed::Failed(cause))
+            }
             (Err(error), _) => Err(Streamed::Failed(error)),
         }
     })
