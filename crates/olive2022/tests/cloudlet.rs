@@ -79,6 +79,18 @@ impl CloudletProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> CloudletProcess {
+        CloudletProcess::start_as(&[], recipes, data_dir, extra, env)
+    }
+
+    /// The cloudlet run through `wrapper` (a program that ends by executing
+    /// its arguments, such as `setpriv … --`), so its PID is the cloudlet's.
+    fn start_as(
+        wrapper: &[&str],
+        recipes: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> CloudletProcess {
         let (api_port, wg_port) = (free_port(), free_port());
         let default_cache = data_dir.join("cache");
         let cache: &[&std::ffi::OsStr] = if extra.contains(&"--cache-dir") {
@@ -86,7 +98,15 @@ impl CloudletProcess {
         } else {
             &["--cache-dir".as_ref(), default_cache.as_os_str()]
         };
-        let child = olive()
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_olive2022"));
+                command
+            }
+            None => olive(),
+        };
+        let child = command
             .envs(env.iter().copied())
             .args(["cloudlet", "--recipes", recipes.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
@@ -946,4 +966,63 @@ fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
         .unwrap();
     assert!(third.status.success(), "{}", text(&third));
     assert_eq!(entries(&cache).len(), 2);
+}
+
+/// The uid (and gid) a process runs as, from `/proc`.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The cloudlet needs no root: as `nobody` (with the `kvm` group when the
+/// machine has one, for /dev/kvm), it serves the whole deploy → tunnel →
+/// VNC path, and its VMs run as `nobody` too.
+#[test]
+fn an_unprivileged_cloudlet_serves_the_whole_path() {
+    const NOBODY: &str = "65534";
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    testkit::run(
+        "chown",
+        &[
+            "-R",
+            &format!("{NOBODY}:{NOBODY}"),
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let kvm_gid = testkit::run("sh", &["-c", "getent group kvm | cut -d: -f3"]);
+    let groups = match kvm_gid.trim() {
+        "" => "--clear-groups".to_owned(),
+        gid => format!("--groups={gid}"),
+    };
+    let wrapper = [
+        "setpriv",
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        &groups,
+        "--",
+    ];
+    let data = dir.path().join("data");
+    let cloudlet =
+        CloudletProcess::start_as(&wrapper, &recipes, &data, &[], &[("HOME", "/nonexistent")]);
+    assert_eq!(
+        uid_of(cloudlet.child.id()),
+        65534,
+        "the cloudlet is not unprivileged"
+    );
+    let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
+    assert_screen(&output, report.as_ref());
+    let vms = cloudlet.vms();
+    assert_eq!(vms.len(), 1);
+    assert_eq!(uid_of(vms[0]), 65534, "the VM runs as root");
 }
