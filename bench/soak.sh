@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Soak: the cloudlet under clients that keep coming back. CLIENTS clients
+# (each with its own key) cycle launch → view → disconnect for SECONDS,
+# against a cloudlet with --max-vms 4 and a short idle timeout, so leases
+# expire and VMs stop and start all the time. Prints the deploys served,
+# the refusals (503 at capacity, 429 rate-limited) and other errors, the
+# cloudlet's RSS and open file descriptors at the start, halfway and at the
+# end, and the QEMU processes left after SIGTERM (must be 0). RSS and
+# descriptors must not grow with the number of cycles. Needs root like the
+# tests (QEMU, KVM when /dev/kvm works).
+#
+# usage: bench/soak.sh [SECONDS] [CLIENTS]   (default: 600 s, 20 clients)
+#        OLIVE2022=path/to/olive2022 bench/soak.sh …  (skip the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+clients=${2:-20}
+if [ -z "${OLIVE2022:-}" ]; then
+    cargo build --release --quiet -p olive2022
+    OLIVE2022=$PWD/target/release/olive2022
+fi
+olive=$OLIVE2022
+work=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+cloudlet=
+loops=()
+cleanup() {
+    for pid in "${loops[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -n "$cloudlet" ] && kill -TERM "$cloudlet" 2>/dev/null && wait "$cloudlet" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A small bootable-enough VM: a 64 MiB ext4 disk in an OCI layout.
+truncate -s 64M "$work/disk.raw"
+mke2fs -q -t ext4 -d /usr/share/perl5 "$work/disk.raw"
+qemu-img convert -c -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
+python3 bench/make-package.py "$work/vm.nxpk" "$work/disk.qcow2" qcow2 "Soak VM"
+url=vmnetx+https://olivearchive.org/bench/soak.nxpk
+"$olive" -q convert --yes --output "oci:$work/layout" --recipes "$work/RECIPES" "$url" "$work/vm.nxpk" >/dev/null
+
+api=127.0.0.1:$(port)
+"$olive" -q cloudlet --listen "$api" --wg-listen "127.0.0.1:$(port)" --recipes "$work/RECIPES" \
+    --data-dir "$work/data" --cache-dir "$work/cache" --max-vms 4 --idle-timeout 5 \
+    --deploy-rate 0 2>"$work/cloudlet.log" &
+cloudlet=$!
+for _ in $(seq 100); do curl -s "http://$api/healthz" >/dev/null && break; sleep 0.1; done
+
+rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$cloudlet/status"; }
+fds() { ls "/proc/$cloudlet/fd" | wc -l; }
+report() { echo "$1: RSS $(rss) MiB, $(fds) open fds, $(pgrep -fc "qemu-system.*$work" || true) QEMU running"; }
+
+# One client: launch with a viewer that exits at once (the client
+# disconnects), wait past the idle timeout now and then, and count outcomes.
+client() {
+    local n=$1 end=$2 out
+    while [ "$(date +%s)" -lt "$end" ]; do
+        if out=$(XDG_CACHE_HOME="$work/client$n" "$olive" -q launch --timeout 60 \
+            --tier1-url "http://$api" --viewer true "$url" 2>&1); then
+            echo served >>"$work/outcomes"
+        else
+            case "$out" in
+            *503*) echo at_capacity >>"$work/outcomes"; sleep 2 ;;
+            *429*) echo rate_limited >>"$work/outcomes"; sleep 2 ;;
+            *) echo error >>"$work/outcomes"; echo "$out" >>"$work/errors" ;;
+            esac
+        fi
+        [ $((RANDOM % 4)) -eq 0 ] && sleep 7  # let the lease expire
+    done
+}
+
+report "start"
+end=$(($(date +%s) + seconds))
+for n in $(seq "$clients"); do
+    client "$n" "$end" &
+    loops+=($!)
+done
+sleep $((seconds / 2))
+report "halfway"
+wait "${loops[@]}" 2>/dev/null || true
+loops=()
+sleep 7  # the last leases expire
+report "end"
+count() { awk -v outcome="$1" '$0 == outcome { n++ } END { print n + 0 }' "$work/outcomes" 2>/dev/null || echo 0; }
+echo "deploys served: $(count served), refused at capacity: $(count at_capacity), rate-limited: $(count rate_limited), errors: $(count error)"
+[ -f "$work/errors" ] && { echo "first errors:"; head -5 "$work/errors"; }
+kill -TERM "$cloudlet"
+wait "$cloudlet" && echo "cloudlet exited 0 after SIGTERM"
+cloudlet=
+sleep 1
+echo "QEMU processes left: $(pgrep -fc "qemu-system.*$work" || true)"
