@@ -34,6 +34,18 @@ fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
     converted_as(dir, URL, destination)
 }
 
+/// A temporary directory with the package of [`converted`] in an OCI
+/// layout in it, and the recipes.
+fn converted_to_layout() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let recipes = converted(
+        dir.path(),
+        &["--output", &format!("oci:{}", layout.display())],
+    );
+    (dir, recipes)
+}
+
 /// [`converted`] for the VM of `url` (its own UUID and image); the recipes
 /// of several calls share `dir/RECIPES`.
 fn converted_as(dir: &Path, url: &str, destination: &[&str]) -> PathBuf {
@@ -177,6 +189,28 @@ impl Drop for CloudletProcess {
 
 /// `launch` with the test viewer and its own key cache; the viewer's report.
 fn launch(api: &str, cache: &Path) -> (Output, Option<Value>) {
+    launch_url(api, URL, cache)
+}
+
+/// The HTTP status of a `method` request to `url`, with no body.
+fn http_status(method: &str, url: &str) -> String {
+    testkit::run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            url,
+        ],
+    )
+}
+
+/// [`launch`] of the VM of `url`.
+fn launch_url(api: &str, url: &str, cache: &Path) -> (Output, Option<Value>) {
     let report = cache.join("report.json");
     let _ = std::fs::remove_file(&report);
     let output = olive()
@@ -188,7 +222,7 @@ fn launch(api: &str, cache: &Path) -> (Output, Option<Value>) {
             api,
             "--viewer",
             viewer().to_str().unwrap(),
-            URL,
+            url,
         ])
         .env("XDG_CACHE_HOME", cache)
         .env("RFB_REPORT", &report)
@@ -250,12 +284,7 @@ fn a_package_in_a_registry_is_deployed_under_qemu_and_reached_through_the_tunnel
 
 #[test]
 fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
     let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
     let report = testkit::original_stage2_report(
@@ -276,12 +305,7 @@ fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
 
 #[test]
 fn idle_leases_stop_their_vm_and_a_restart_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let data = dir.path().join("data");
     let cloudlet = CloudletProcess::start(&recipes, &data, &["--idle-timeout", "2"]);
     let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
@@ -343,12 +367,7 @@ fn vm_files(data: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn sigterm_stops_every_vm_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let data = dir.path().join("data");
     let mut cloudlet = CloudletProcess::start(&recipes, &data, &[]);
     for client in ["alice", "bob"] {
@@ -378,12 +397,7 @@ fn sigterm_stops_every_vm_and_exits_0() {
 /// survive its cloudlet being quiet for a minute.
 #[test]
 fn a_vm_survives_a_minute_of_idleness() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
     let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
     assert_screen(&output, report.as_ref());
@@ -452,12 +466,7 @@ fn bad_requests_get_problems_not_crashes() {
 
 #[test]
 fn a_burst_of_deploy_requests_is_answered_without_leaking_vms() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &["--max-vms", "2"]);
     let uuid = String::from_utf8(olive().args(["uuid", URL]).output().unwrap().stdout).unwrap();
     // 20 clients, 200 requests from 8 threads at once.
@@ -486,19 +495,7 @@ fn a_burst_of_deploy_requests_is_answered_without_leaking_vms() {
                         .map(|i| {
                             let key = &keys[(worker * 25 + i) % keys.len()];
                             let url = format!("{api}/api/v1/deploy/{uuid}/{key}");
-                            testkit::run(
-                                "curl",
-                                &[
-                                    "-s",
-                                    "-o",
-                                    "/dev/null",
-                                    "-w",
-                                    "%{http_code}",
-                                    "-X",
-                                    "POST",
-                                    &url,
-                                ],
-                            )
+                            http_status("POST", &url)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -525,17 +522,7 @@ fn a_burst_of_deploy_requests_is_answered_without_leaking_vms() {
         cloudlet.vms()
     );
     // Still serving afterwards.
-    let status = testkit::run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{}/api/v1/cloudlets/", cloudlet.api),
-        ],
-    );
+    let status = http_status("GET", &format!("{}/api/v1/cloudlets/", cloudlet.api));
     assert_eq!(status, "200");
 }
 
@@ -674,12 +661,7 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
 /// one pull, and the deploy requests by outcome.
 #[test]
 fn prometheus_scrapes_what_happened() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let cloudlet = CloudletProcess::start(&recipes, &dir.path().join("data"), &[]);
     let (output, report) = launch(&cloudlet.api, &dir.path().join("client"));
     assert_screen(&output, report.as_ref());
@@ -689,19 +671,7 @@ fn prometheus_scrapes_what_happened() {
         "11111111-2222-3333-4444-555555555555",
         "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI"
     );
-    let status = testkit::run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            &unknown,
-        ],
-    );
+    let status = http_status("POST", &unknown);
     assert_eq!(status, "404");
     let health = testkit::run("curl", &["-s", &format!("{}/healthz", cloudlet.api)]);
     assert_eq!(health.trim(), "ok");
@@ -836,12 +806,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_full_cache_disk_is_a_503_and_leaves_nothing_partial() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     let cache = dir.path().join("cache");
     let _small = SmallDisk::mount(&cache, "256k");
     let cloudlet = CloudletProcess::start(
@@ -888,16 +853,8 @@ fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
             "1",
         ],
     );
-    let first = olive()
-        .args(["launch", "--timeout", "60", "--tier1-url", &cloudlet.api])
-        .args(["--viewer", viewer().to_str().unwrap(), first_url])
-        .env("XDG_CACHE_HOME", dir.path().join("first-client"))
-        .env("RFB_REPORT", dir.path().join("first-report.json"))
-        .env_remove("OLIVE2022_VIEWER")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(first.status.success(), "{}", text(&first));
+    let (first, report) = launch_url(&cloudlet.api, first_url, &dir.path().join("first-client"));
+    assert_screen(&first, report.as_ref());
     let entries = |cache: &Path| -> Vec<String> {
         names_in(cache)
             .into_iter()
@@ -931,18 +888,9 @@ fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
         .trim()
         .replace('+', "-")
         .replace('/', "_");
-    let deleted = testkit::run(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "DELETE",
-            &format!("{}/api/v1/deploy/{}/{public}", cloudlet.api, uuid.trim()),
-        ],
+    let deleted = http_status(
+        "DELETE",
+        &format!("{}/api/v1/deploy/{}/{public}", cloudlet.api, uuid.trim()),
     );
     assert_eq!(deleted, "204");
     // Its VM stopped, the first image is over the limit and unused: gone.
@@ -955,16 +903,8 @@ fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
         cloudlet.log()
     );
     // Launching it again pulls it again.
-    let third = olive()
-        .args(["launch", "--timeout", "60", "--tier1-url", &cloudlet.api])
-        .args(["--viewer", viewer().to_str().unwrap(), first_url])
-        .env("XDG_CACHE_HOME", dir.path().join("third-client"))
-        .env("RFB_REPORT", dir.path().join("third-report.json"))
-        .env_remove("OLIVE2022_VIEWER")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(third.status.success(), "{}", text(&third));
+    let (third, report) = launch_url(&cloudlet.api, first_url, &dir.path().join("third-client"));
+    assert_screen(&third, report.as_ref());
     assert_eq!(entries(&cache).len(), 2);
 }
 
@@ -986,12 +926,7 @@ fn uid_of(pid: u32) -> u32 {
 #[test]
 fn an_unprivileged_cloudlet_serves_the_whole_path() {
     const NOBODY: &str = "65534";
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let recipes = converted(
-        dir.path(),
-        &["--output", &format!("oci:{}", layout.display())],
-    );
+    let (dir, recipes) = converted_to_layout();
     testkit::run(
         "chown",
         &[
