@@ -8,6 +8,14 @@ use vmnetx::url::VmnetxUrl;
 /// same UUID. Otherwise a VM reached through its canonical URL would get
 /// another backend than the one reached through the URL clicked.
 ///
+/// One exception is inherited from the original tool, whose UUIDs we must
+/// reproduce: a non-ASCII host that IDNA 2008 refuses is encoded with
+/// Python's IDNA 2003 codec, which leaves its ASCII labels as typed
+/// (`☃.Example.com` → `xn--n3h.Example.com`); the canonical form then has
+/// an ASCII host, which is lower-cased when canonicalised again. yarl does
+/// exactly this (see `docs/vmnetx.md`). That second step may therefore
+/// lower-case the host, and nothing else; the third must change nothing.
+///
 /// # Panics
 ///
 /// When the property does not hold (that is the finding).
@@ -21,12 +29,21 @@ pub fn url(data: &[u8]) {
     let _ = first.download_url();
     let canonical = first.canonical();
     let second = canonicalise_accepted(canonical, text);
-    assert_eq!(
-        second.canonical(),
-        canonical,
-        "canonicalising {text:?} twice gives another URL"
+    if second.canonical() == canonical {
+        assert_eq!(second.sinfonia_uuid(), first.sinfonia_uuid());
+        return;
+    }
+    assert!(
+        !text.is_ascii() && second.canonical() == host_lowercased(canonical),
+        "canonicalising {text:?} gives {canonical:?}, canonicalising that gives {:?}",
+        second.canonical()
     );
-    assert_eq!(second.sinfonia_uuid(), first.sinfonia_uuid());
+    let third = canonicalise_accepted(second.canonical(), text);
+    assert_eq!(
+        third.canonical(),
+        second.canonical(),
+        "canonicalising {text:?} three times still changes it"
+    );
 }
 
 /// Parses `canonical`, a canonical form of `input`, which must be accepted.
@@ -35,4 +52,14 @@ fn canonicalise_accepted(canonical: &str, input: &str) -> VmnetxUrl {
         Ok(url) => url,
         Err(error) => panic!("the canonical form {canonical:?} of {input:?} is refused: {error}"),
     }
+}
+
+/// `canonical` with its host (after any user info) in ASCII lower case.
+fn host_lowercased(canonical: &str) -> String {
+    let (scheme, rest) = canonical.split_once("://").unwrap_or(("", canonical));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+    let (userinfo, host) = authority.split_at(host_start);
+    format!("{scheme}://{userinfo}{}{path}", host.to_ascii_lowercase())
 }
