@@ -54,9 +54,6 @@ locked cargo +nightly fuzz build >&2 || exit 2
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 bin_dir=${CARGO_TARGET_DIR:-fuzz/target}/$host/release
 
-# Known false leak reports (see the file); kept out of every run.
-export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$PWD/fuzz/lsan.supp
-
 failed=0
 summary=()
 for target in "${targets[@]}"; do
