@@ -15,10 +15,11 @@ use vmnetx::url::VmnetxUrl;
 /// an ASCII host, which is lower-cased when canonicalised again. yarl does
 /// exactly this (see `docs/vmnetx.md`). That second step may therefore
 /// lower-case the host, and nothing else; the third must change nothing.
-/// The same codec turns a full-width bracket (`］`) into an ASCII one, and
-/// yarl then refuses the canonical form (`Invalid IPv6 URL`), as we do: a
-/// canonical host holding a bracket that came from such a character is
-/// only required not to panic.
+/// The same codec turns a full-width bracket or backslash (`］`, `＼`) into
+/// an ASCII one, which yarl's authority checks then refuse in the canonical
+/// form (`Invalid IPv6 URL`, `backslash … not allowed`), as ours do: a
+/// canonical host holding such a character that came from a compatibility
+/// form is only required not to panic.
 ///
 /// # Panics
 ///
@@ -32,7 +33,7 @@ pub fn url(data: &[u8]) {
     };
     let _ = first.download_url();
     let canonical = first.canonical();
-    if host_of(canonical).contains(['[', ']']) && text.contains(COMPATIBILITY_BRACKETS) {
+    if host_of(canonical).contains(['[', ']', '\\']) && text.contains(COMPATIBILITY_DELIMITERS) {
         let _ = VmnetxUrl::parse(canonical);
         return;
     }
@@ -62,9 +63,11 @@ fn canonicalise_accepted(canonical: &str, input: &str) -> VmnetxUrl {
     }
 }
 
-/// The characters whose compatibility (NFKC) form is an ASCII bracket,
-/// which nameprep therefore turns into one.
-const COMPATIBILITY_BRACKETS: [char; 4] = ['\u{FF3B}', '\u{FF3D}', '\u{FE47}', '\u{FE48}'];
+/// The characters whose compatibility (NFKC) form is an ASCII bracket or
+/// backslash, which nameprep therefore turns into one: `［ ］ ﹇ ﹈ ＼ ﹨`.
+const COMPATIBILITY_DELIMITERS: [char; 6] = [
+    '\u{FF3B}', '\u{FF3D}', '\u{FE47}', '\u{FE48}', '\u{FF3C}', '\u{FE68}',
+];
 
 /// `canonical` cut into its scheme and `://`, its user info and `@`, its
 /// host and port, and its path.
