@@ -456,58 +456,7 @@ impl Tier1 {
                 reason: format!("the answer is larger than {MAX_BODY} bytes"),
             });
         }
-        if !status.is_success() {
-            return Err(http_error(origin, status.as_u16(), &content_type, &body));
-        }
-        let json_type = content_type.is_empty()
-            || content_type == "application/json"
-            || content_type.ends_with("+json");
-        let value: Value = match serde_json::from_slice(&body) {
-            Ok(value) if json_type => value,
-            Ok(_) => return Err(not_json(origin, &content_type, &body)),
-            Err(e) => {
-                let text = String::from_utf8_lossy(&body);
-                let looks_json = text.trim_start().starts_with(['[', '{']);
-                return Err(if json_type && looks_json {
-                    DeployError::Malformed {
-                        origin,
-                        reason: format!("invalid JSON: {e}"),
-                    }
-                } else {
-                    not_json(origin, &content_type, &body)
-                });
-            }
-        };
-        let Value::Array(list) = value else {
-            return Err(DeployError::Malformed {
-                origin,
-                reason: format!(
-                    "expected a JSON array of deployments, got {}",
-                    json_kind(&value)
-                ),
-            });
-        };
-        let first = list
-            .into_iter()
-            .next()
-            .ok_or(DeployError::NoDeployment { uuid })?;
-        let deployment = parse_deployment(&first)?;
-        if deployment.uuid != uuid {
-            return Err(DeployError::Field {
-                field: "UUID".into(),
-                problem: format!("is {}, but {uuid} was requested", deployment.uuid),
-            });
-        }
-        if deployment.application_key != key.public_bytes() {
-            return Err(DeployError::Field {
-                field: "ApplicationKey".into(),
-                problem: format!(
-                    "is not our public key {} (the deployment is for another client)",
-                    key.public_base64()
-                ),
-            });
-        }
-        Ok(deployment)
+        read_answer(&origin, uuid, key, status.as_u16(), &content_type, &body)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> DeployError {
@@ -545,6 +494,82 @@ impl Tier1 {
             }
         }
     }
+}
+
+/// Reads tier 1's answer to a deploy request for backend `uuid` and key
+/// pair `key`: the HTTP `status`, the media type of the body
+/// (`content_type`, lower case, without parameters; empty when absent) and
+/// the `body` (at most 1 MiB, already read). Everything [`Tier1::deploy`]
+/// does after the HTTP exchange, without a network, so that tests and
+/// fuzzing can feed it any answer; `origin` only names tier 1 in errors.
+///
+/// # Errors
+///
+/// [`DeployError::Http`], [`DeployError::NotJson`],
+/// [`DeployError::Malformed`], [`DeployError::NoDeployment`],
+/// [`DeployError::Status`] or [`DeployError::Field`], as for
+/// [`Tier1::deploy`].
+pub fn read_answer(
+    origin: &str,
+    uuid: Uuid,
+    key: &KeyPair,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Deployment, DeployError> {
+    // `reqwest::StatusCode::is_success`: 2xx.
+    if !(200..300).contains(&status) {
+        return Err(http_error(origin.to_owned(), status, content_type, body));
+    }
+    let json_type = content_type.is_empty()
+        || content_type == "application/json"
+        || content_type.ends_with("+json");
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) if json_type => value,
+        Ok(_) => return Err(not_json(origin.to_owned(), content_type, body)),
+        Err(e) => {
+            let text = String::from_utf8_lossy(body);
+            let looks_json = text.trim_start().starts_with(['[', '{']);
+            return Err(if json_type && looks_json {
+                DeployError::Malformed {
+                    origin: origin.to_owned(),
+                    reason: format!("invalid JSON: {e}"),
+                }
+            } else {
+                not_json(origin.to_owned(), content_type, body)
+            });
+        }
+    };
+    let Value::Array(list) = value else {
+        return Err(DeployError::Malformed {
+            origin: origin.to_owned(),
+            reason: format!(
+                "expected a JSON array of deployments, got {}",
+                json_kind(&value)
+            ),
+        });
+    };
+    let first = list
+        .into_iter()
+        .next()
+        .ok_or(DeployError::NoDeployment { uuid })?;
+    let deployment = parse_deployment(&first)?;
+    if deployment.uuid != uuid {
+        return Err(DeployError::Field {
+            field: "UUID".into(),
+            problem: format!("is {}, but {uuid} was requested", deployment.uuid),
+        });
+    }
+    if deployment.application_key != key.public_bytes() {
+        return Err(DeployError::Field {
+            field: "ApplicationKey".into(),
+            problem: format!(
+                "is not our public key {} (the deployment is for another client)",
+                key.public_base64()
+            ),
+        });
+    }
+    Ok(deployment)
 }
 
 /// The innermost error's message (`connection refused`, `dns error: …`),

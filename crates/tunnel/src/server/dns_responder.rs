@@ -125,6 +125,17 @@ pub(crate) fn respond(
     Some(out)
 }
 
+/// The answer to `query` of a responder that knows exactly one name,
+/// `name` (dotted, matched as [`respond`] matches a client's names) at
+/// `address`, or `None` when the query deserves no answer.
+///
+/// The server itself calls [`respond`] with each client's own names; this
+/// door exists so that fuzzing and tests outside the crate can feed the
+/// message parser any bytes without a running server.
+pub fn answer_for_one_name(query: &[u8], name: &str, address: Ipv4Addr) -> Option<Vec<u8>> {
+    respond(query, |asked| asked.is(name).then_some(address))
+}
+
 /// The uncompressed name at `start`, and where it ends; `None` when it is
 /// cut short, compressed, or too long.
 fn parse_name(message: &[u8], start: usize) -> Option<(Name<'_>, usize)> {

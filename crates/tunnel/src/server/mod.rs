@@ -40,7 +40,8 @@
 //! - `admission`: which packets may enter and leave a client's stack;
 //! - `client_stack`: the TCP/IP stack of one client address (DNS,
 //!   listeners, connections);
-//! - `dns_responder`: the DNS messages of that stack, by hand;
+//! - `dns_responder`: the DNS messages of that stack, by hand (its parser
+//!   is reachable from outside through [`answer_for_one_name`], for fuzzing);
 //! - `relay`: a relayed connection and its task towards the target;
 //! - `congestion`: the congestion control of relayed connections.
 //!
@@ -63,6 +64,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{PeerConfig, ServerConfig, Service, public_key};
+pub use dns_responder::answer_for_one_name;
 pub use handle::{PeerStatus, ServerHandle};
 
 use crate::error::TunnelError;
