@@ -266,16 +266,17 @@ impl Backend for LocalBackend {
 
     fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {
         self.services().remove(&address);
-        let before = self.tunnel.peers();
+        let peer_of = |peers: Vec<tunnel::server::PeerStatus>| {
+            peers.into_iter().find(|peer| peer.public_key == *key)
+        };
+        let before = peer_of(self.tunnel.peers());
         self.runtime
             .block_on(self.tunnel.remove_address(*key, address));
         // A peer that is gone now takes its counters with it: keep them.
-        let after = self.tunnel.peers();
-        let mut retired = lock(&self.retired_bytes);
-        for peer in before
-            .iter()
-            .filter(|peer| !after.iter().any(|p| p.public_key == peer.public_key))
+        if let Some(peer) = before
+            && peer_of(self.tunnel.peers()).is_none()
         {
+            let mut retired = lock(&self.retired_bytes);
             retired.0 += peer.rx_bytes;
             retired.1 += peer.tx_bytes;
         }

@@ -31,7 +31,7 @@ fn text(output: &Output) -> String {
 
 /// A package of a small real disk, converted into `destination`.
 fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
-    converted_as(dir, URL, destination)
+    converted_as(dir, URL, destination, &[])
 }
 
 /// A temporary directory with the package of [`converted`] in an OCI
@@ -47,8 +47,8 @@ fn converted_to_layout() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// [`converted`] for the VM of `url` (its own UUID and image); the recipes
-/// of several calls share `dir/RECIPES`.
-fn converted_as(dir: &Path, url: &str, destination: &[&str]) -> PathBuf {
+/// of several calls share `dir/RECIPES`. `env` is set for `convert`.
+fn converted_as(dir: &Path, url: &str, destination: &[&str], env: &[(&str, &Path)]) -> PathBuf {
     let work = tempfile::tempdir_in(dir).unwrap();
     let raw = testkit::ext4_disk(work.path(), "24M");
     let qcow2 = testkit::qcow2_of(&raw, &[]);
@@ -66,6 +66,7 @@ fn converted_as(dir: &Path, url: &str, destination: &[&str]) -> PathBuf {
         .args(destination)
         .args([url, package.to_str().unwrap()])
         .env_remove("OLIVE2022_CREDENTIALS")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -554,26 +555,12 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
         ),
     )
     .unwrap();
-    let raw = testkit::ext4_disk(dir.path(), "24M");
-    let qcow2 = testkit::qcow2_of(&raw, &[]);
-    let package = dir.path().join("vm.nxpk");
-    testkit::package(&package, "Cloudlet test VM", &qcow2, "qcow2", false);
-    let recipes = dir.path().join("RECIPES");
-    let output = olive()
-        .args([
-            "-q",
-            "convert",
-            "--yes",
-            "--recipes",
-            recipes.to_str().unwrap(),
-        ])
-        .args(["--registry", &repo, "--deploy-token", &credentials])
-        .args([URL, package.to_str().unwrap()])
-        .env("REGISTRY_AUTH_FILE", &auth)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    let recipes = converted_as(
+        dir.path(),
+        URL,
+        &["--registry", &repo, "--deploy-token", &credentials],
+        &[("REGISTRY_AUTH_FILE", &auth)],
+    );
 
     let data = dir.path().join("data");
     // Every level, every crate: secrets must not appear even in traces.
@@ -844,8 +831,8 @@ fn images_beyond_the_cache_limit_are_evicted_least_recently_used_first() {
     let destination = ["--output".to_owned(), format!("oci:{}", layout.display())];
     let destination: Vec<&str> = destination.iter().map(String::as_str).collect();
     let first_url = "vmnetx+https://olivearchive.org/launch/cache-first/package.nxpk";
-    let recipes = converted_as(dir.path(), first_url, &destination);
-    converted_as(dir.path(), URL, &destination);
+    let recipes = converted_as(dir.path(), first_url, &destination, &[]);
+    converted_as(dir.path(), URL, &destination, &[]);
     let cache = dir.path().join("cache");
     // One byte: every image but the ones in use must go.
     let cloudlet = CloudletProcess::start(
