@@ -43,8 +43,15 @@ pub fn deploy(
     let tier1 = tier1
         .clone()
         .with_timeouts(deadline.cap(CONNECT_TIMEOUT), deadline.remaining());
+    tracing::debug!(%uuid, tier1 = %tier1.origin(), "deploy requested");
     let deployment = tier1.deploy(uuid, &key.keys).map_err(LaunchError::Deploy)?;
     let name = deployment.name.as_deref().unwrap_or("the deployment");
+    tracing::info!(
+        %uuid,
+        deployment = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "deployed"
+    );
     observer.status(&format!(
         "Deployed {name} in {:.1} s",
         started.elapsed().as_secs_f64()

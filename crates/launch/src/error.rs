@@ -65,6 +65,17 @@ pub enum LaunchError {
     /// Finding or running the viewer failed.
     #[error(transparent)]
     Viewer(#[from] ViewerError),
+    /// The caller stopped the launch (Ctrl-C, SIGTERM); the viewer and the
+    /// tunnel were closed.
+    #[error("the launch was interrupted")]
+    Interrupted,
+}
+
+impl LaunchError {
+    /// Whether this is the caller's own stop rather than a failure.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, LaunchError::Interrupted)
+    }
 }
 
 #[cfg(test)]

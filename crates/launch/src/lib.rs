@@ -13,6 +13,10 @@
 //! [`stage2()`] is the viewer side of the original's two-stage launch, with
 //! the system resolver inside the original's namespace.
 //!
+//! The caller's stop flag ([`view()`]'s `stop`) ends the wait and the
+//! viewer (SIGTERM, then SIGKILL after [`VIEWER_STOP_GRACE`]) and closes
+//! the tunnel: the library polls it and installs no signal handler.
+//!
 //! One [`Deadline`] (`--timeout`) bounds all of it, from the deploy request
 //! to the viewer's start: the request and its answer, the handshake, the
 //! name lookups and the wait for the display each take what is left.
@@ -24,8 +28,9 @@
 //! (key and deployment), `debug` (the original's debug outputs),
 //! [`display`] (the VM's VNC banner through the tunnel), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
-//! [`stage2`](mod@stage2), [`error`].
+//! [`stage2`](mod@stage2), `cancel` (stopping from outside), [`error`].
 
+mod cancel;
 mod deadline;
 mod debug;
 pub mod deploy;
@@ -36,6 +41,7 @@ pub mod session;
 pub mod stage2;
 pub mod viewer;
 
+pub use cancel::VIEWER_STOP_GRACE;
 pub use deadline::Deadline;
 pub use debug::write_private;
 pub use deploy::{Deployed, deploy};

@@ -4,11 +4,13 @@
 
 use std::net::Ipv4Addr;
 use std::process::ExitStatus;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tunnel::{Tunnel, TunnelConfig};
 
+use crate::cancel;
 use crate::deadline::Deadline;
 use crate::deploy::Deployed;
 use crate::display::wait_for_display;
@@ -44,10 +46,16 @@ impl Session {
         handle
             .wait_handshake(deadline.cap(HANDSHAKE_TIMEOUT))
             .await?;
+        tracing::info!(%endpoint, "tunnel up");
         observer.detail(&format!("Tunnel to {endpoint} up"));
         let target = wait_for_display(&handle, deadline, observer).await?;
         let listener = local_listener().await?;
         let port = listener.local_addr()?.port();
+        tracing::info!(
+            seconds = deployed.started.elapsed().as_secs_f64(),
+            port,
+            "display ready"
+        );
         observer.status(&format!(
             "VM display ready after {:.1} s: vnc://{LOCAL_HOST}:{port}",
             deployed.started.elapsed().as_secs_f64()
@@ -88,10 +96,15 @@ async fn local_listener() -> Result<tokio::net::TcpListener, LaunchError> {
 /// The whole second step: opens a [`Session`] for `deployed` (waiting
 /// until `deadline`), runs `viewer` on its local port, closes the session
 /// when the viewer exits and returns the viewer's exit status.
+///
+/// Once `stop` is set (the caller's Ctrl-C or SIGTERM handler), the wait
+/// ends, the viewer is stopped and the tunnel closed, and the result is
+/// [`LaunchError::Interrupted`].
 pub fn view(
     deployed: &Deployed,
     viewer: &Viewer,
     deadline: Deadline,
+    stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<ExitStatus, LaunchError> {
     let config = deployed.tunnel_config()?;
@@ -100,20 +113,51 @@ pub fn view(
         .build()
         .map_err(LaunchError::Runtime)?;
     runtime.block_on(async {
-        let session = Session::open(deployed, config, deadline, observer).await?;
-        let port = session.port();
-        observer.detail(&format!(
-            "Starting {}",
-            viewer.command_line(LOCAL_HOST, port)
-        ));
-        let mut child = viewer.command(LOCAL_HOST, port).spawn().map_err(|source| {
-            LaunchError::StartViewer {
-                program: viewer.program().to_owned(),
-                source,
-            }
-        })?;
-        let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+        let session = tokio::select! {
+            session = Session::open(deployed, config, deadline, observer) => session?,
+            () = cancel::requested(stop) => return Err(interrupted("before the display answered")),
+        };
+        let outcome = run_viewer(&session, viewer, stop, observer).await;
         session.close().await;
-        Ok(status)
+        tracing::info!("tunnel closed");
+        outcome
     })
+}
+
+/// Runs `viewer` on the session's port until it exits or `stop` is set.
+async fn run_viewer(
+    session: &Session,
+    viewer: &Viewer,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<ExitStatus, LaunchError> {
+    let port = session.port();
+    observer.detail(&format!(
+        "Starting {}",
+        viewer.command_line(LOCAL_HOST, port)
+    ));
+    let mut child = tokio::process::Command::from(viewer.command(LOCAL_HOST, port))
+        .spawn()
+        .map_err(|source| LaunchError::StartViewer {
+            program: viewer.program().to_owned(),
+            source,
+        })?;
+    tracing::info!(program = %viewer.program().display(), pid = child.id(), port, "viewer started");
+    tokio::select! {
+        status = child.wait() => {
+            let status = status?;
+            tracing::info!(%status, "viewer exited");
+            Ok(status)
+        }
+        () = cancel::requested(stop) => {
+            cancel::stop_child(&mut child).await;
+            Err(interrupted("while the viewer ran"))
+        }
+    }
+}
+
+/// The error of a stopped launch, logged once with when it happened.
+fn interrupted(when: &'static str) -> LaunchError {
+    tracing::info!(when, "launch interrupted");
+    LaunchError::Interrupted
 }

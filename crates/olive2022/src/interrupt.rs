@@ -1,5 +1,7 @@
-//! Ctrl-C: long operations stop at the next safe point and clean up
-//! (temporary files are removed by their owners), then we exit with 130.
+//! Ctrl-C, and SIGTERM and SIGHUP as well (ctrlc's `termination`
+//! feature): long operations stop at the next safe point and clean up
+//! (temporary files are removed by their owners, viewers stopped, tunnels
+//! closed), then we exit with 130.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,8 +23,13 @@ pub fn requested() -> bool {
     flag().load(Ordering::Relaxed)
 }
 
-/// Whether `error` is the result of Ctrl-C (a download, a compression or
-/// an upload cancelled), at any depth.
+/// Whether `error` is the result of Ctrl-C or SIGTERM (a download, a
+/// compression, an upload or a launch stopped), at any depth.
 pub fn caused(error: &anyhow::Error) -> bool {
-    error.chain().any(convert::error::is_cancellation)
+    error.chain().any(|cause| {
+        convert::error::is_cancellation(cause)
+            || cause
+                .downcast_ref::<::launch::LaunchError>()
+                .is_some_and(::launch::LaunchError::is_interrupted)
+    })
 }

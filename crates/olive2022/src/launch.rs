@@ -71,7 +71,11 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let viewer = viewer.context("no viewer")?;
-    let status = ::launch::view(&deployed, &viewer, deadline, &mut observer)?;
+    // From here on Ctrl-C and SIGTERM stop the viewer and close the tunnel
+    // (before, there is nothing of ours to tidy up: the default action ends
+    // the process at once).
+    let stop = crate::interrupt::flag();
+    let status = ::launch::view(&deployed, &viewer, deadline, &stop, &mut observer)?;
     Ok(exit_code(status))
 }
 

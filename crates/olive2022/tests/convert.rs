@@ -467,6 +467,16 @@ fn batch_continues_past_failures() {
 /// recipe and no temporary file left.
 #[test]
 fn ctrl_c_during_a_push_exits_130() {
+    interrupt_a_push("-INT");
+}
+
+/// SIGTERM (`kill`, `systemctl stop`, `docker stop`) cleans up the same way.
+#[test]
+fn sigterm_during_a_push_exits_130() {
+    interrupt_a_push("-TERM");
+}
+
+fn interrupt_a_push(signal: &str) {
     let f = fixture();
     // HEAD (does the blob exist?) gets 404; starting an upload always 503:
     // the client backs off and retries until interrupted.
@@ -501,7 +511,7 @@ fn ctrl_c_during_a_push_exits_130() {
         assert!(std::time::Instant::now() < deadline, "never pushed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    testkit::run("kill", &["-INT", &child.id().to_string()]);
+    testkit::run("kill", &[signal, &child.id().to_string()]);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", text(&output));
     assert!(!f.recipe_path().exists());

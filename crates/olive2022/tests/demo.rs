@@ -143,7 +143,12 @@ fn qemus_under(dir: &Path) -> Vec<String> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.starts_with("qemu-system") && cmdline.contains(&needle) {
+        // argv[0] is a path (`/usr/bin/qemu-system-x86_64`) or a bare name.
+        let program = cmdline.split(' ').next().unwrap_or_default();
+        let is_qemu = Path::new(program)
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("qemu-system"));
+        if is_qemu && cmdline.contains(&needle) {
             found.push(cmdline);
         }
     }
@@ -252,6 +257,70 @@ fn demo_with_work_dir_keeps_it_and_its_screen_is_qemus() {
         "{} pixels differ between the demo's screenshot and QEMU's screendump",
         through_tunnel.differing_pixels(&dump)
     );
+}
+
+/// SIGTERM once the VM runs (the launch is waiting for its screen): the demo
+/// stops its children, exits 130 as after Ctrl-C, and leaves no QEMU and
+/// nothing in TMPDIR.
+#[test]
+fn sigterm_midway_stops_the_demo_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let mut child = olive()
+        .args(["demo", "--timeout", "120", "--screenshot"])
+        .arg(dir.path().join("screen.png"))
+        .env("TMPDIR", &temp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("[4/5] cloudlet") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the demo ended before its cloudlet ran: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    // Signalled once the VM's QEMU runs: that too must go.
+    let waited = Instant::now();
+    while qemus_under(dir.path()).is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no VM: {seen}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let all = format!("{seen}{rest}{stderr}");
+    assert_eq!(status.code(), Some(130), "{all}");
+    assert!(signalled.elapsed() < Duration::from_secs(30), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    assert!(
+        qemus_under(dir.path()).is_empty(),
+        "{:?}",
+        qemus_under(dir.path())
+    );
+    let left: Vec<_> = std::fs::read_dir(&temp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert!(!dir.path().join("screen.png").exists());
 }
 
 /// `qemu-system-x86_64 -vnc` of a raw disk, with a QMP socket.

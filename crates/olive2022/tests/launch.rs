@@ -353,6 +353,73 @@ fn dry_run_deploys_nothing() {
     assert!(cloudlet.requests().is_empty(), "a dry run sends no request");
 }
 
+/// A viewer that writes its PID to `$VIEWER_PID` and then runs until
+/// killed, ignoring SIGTERM (the stubborn case: launch must kill it).
+fn stubborn_viewer(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("stubborn-viewer");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ntrap '' TERM\necho $$ > \"$VIEWER_PID.tmp\"\nmv \"$VIEWER_PID.tmp\" \"$VIEWER_PID\"\nwhile :; do sleep 0.2; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn process_exists(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+}
+
+#[test]
+fn sigterm_stops_the_viewer_and_closes_the_tunnel() {
+    let cloudlet = Cloudlet::start(CloudletOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let viewer = stubborn_viewer(dir.path());
+    let pid_file = dir.path().join("viewer.pid");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_olive2022"))
+        .args(["launch", "--tier1-url", &cloudlet.tier1_url(), "--viewer"])
+        .arg(&viewer)
+        .arg(URL)
+        .env("XDG_CACHE_HOME", dir.path())
+        .env("VIEWER_PID", &pid_file)
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !pid_file.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "launch ended early");
+        assert!(started.elapsed() < Duration::from_secs(60), "no viewer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let viewer_pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(process_exists(&viewer_pid));
+    let signalled = Instant::now();
+    testkit::run("kill", &["-TERM", &child.id().to_string()]);
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Exit 130 as after Ctrl-C, within the viewer's grace period and a bit.
+    assert_eq!(output.status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(signalled.elapsed() < Duration::from_secs(8), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // The viewer is gone (killed: it ignored SIGTERM), not orphaned.
+    assert!(
+        !process_exists(&viewer_pid),
+        "viewer {viewer_pid} left running"
+    );
+}
+
 /// A virtual X screen, stopped when dropped.
 struct Xvfb {
     child: std::process::Child,
