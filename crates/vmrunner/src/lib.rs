@@ -279,6 +279,15 @@ pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
     let qmp = vm.connect_qmp(&socket)?;
     *lock(&vm.qmp) = Some(qmp);
     vm.vnc = vm.query_vnc()?;
+    tracing::info!(
+        pid = vm.pid,
+        accel = accel.name(),
+        vcpus = spec.vcpus,
+        memory_mib = spec.memory_mib,
+        vnc = %vm.vnc,
+        work_dir = %vm.work_dir.display(),
+        "QEMU started"
+    );
     Ok(vm)
 }
 
@@ -363,11 +372,17 @@ impl RunningVm {
             }
         };
         if !exited {
+            tracing::warn!(
+                pid = self.pid,
+                timeout_seconds = STOP_TIMEOUT.as_secs(),
+                "QEMU did not end after quit; killing it"
+            );
             let _ = child.kill();
             child
                 .wait()
                 .map_err(io_error(format!("waiting for QEMU (pid {})", self.pid)))?;
         }
+        tracing::info!(pid = self.pid, killed = !exited, "QEMU stopped");
         remove_vm_files(&self.work_dir)
     }
 
@@ -758,8 +773,12 @@ pub fn cleanup_leftovers(root: &Path) -> Cleanup {
             && is_our_qemu(pid, &pidfile)
         {
             match end_process(pid, &dir.join(QMP_SOCKET)) {
-                Ok(()) => cleanup.killed.push(pid),
+                Ok(()) => {
+                    tracing::warn!(pid, work_dir = %dir.display(), "ended a QEMU left by an earlier run");
+                    cleanup.killed.push(pid);
+                }
                 Err(error) => {
+                    tracing::error!(pid, work_dir = %dir.display(), %error, "cannot end a QEMU left by an earlier run");
                     cleanup.errors.push(format!("QEMU pid {pid}: {error}"));
                     continue;
                 }
