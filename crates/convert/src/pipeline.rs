@@ -93,6 +93,15 @@ pub fn convert(
     );
     let recipe_path = settings.recipe_path(job);
     recipe::write(&recipe_path, &recipe, settings.pull_credentials.is_some())?;
+    tracing::info!(
+        %uuid,
+        image = %pushed.image,
+        digest = %pushed.digest,
+        recipe = %recipe_path.display(),
+        disk_bytes = stats.output_size,
+        seconds = started.elapsed().as_secs_f64(),
+        "VM converted"
+    );
     Ok(ConvertReport {
         name: vm.name,
         uuid,

@@ -148,6 +148,7 @@ pub fn install(
         report(detail(format!("{} already names it", mimeapps.display())));
     }
     refresh(&apps_dir, report);
+    tracing::info!(entry = %target.display(), dry_run, "vmnetx+https handler installed");
     Ok(())
 }
 

@@ -83,6 +83,7 @@ pub fn convert<W: Write + Seek>(
     options: &ConvertOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(W, ConvertStats)> {
+    let started = std::time::Instant::now();
     let threads = options.threads.max(1);
     if !(12..=20).contains(&options.cluster_bits) {
         return Err(Error::Invalid(format!(
@@ -139,6 +140,13 @@ pub fn convert<W: Write + Seek>(
     })?;
     let (out, size) = writer.finish()?;
     stats.output_size = size;
+    tracing::debug!(
+        virtual_size,
+        output_size = size,
+        threads,
+        seconds = started.elapsed().as_secs_f64(),
+        "disk image compressed"
+    );
     Ok((out, stats))
 }
 

@@ -212,6 +212,16 @@ fn http_status(method: &str, url: &str) -> String {
 
 /// [`launch`] of the VM of `url`.
 fn launch_url(api: &str, url: &str, cache: &Path) -> (Output, Option<Value>) {
+    launch_with_env(api, url, cache, &[])
+}
+
+/// [`launch_url`] with more environment variables.
+fn launch_with_env(
+    api: &str,
+    url: &str,
+    cache: &Path,
+    env: &[(&str, &str)],
+) -> (Output, Option<Value>) {
     let report = cache.join("report.json");
     let _ = std::fs::remove_file(&report);
     let output = olive()
@@ -228,6 +238,7 @@ fn launch_url(api: &str, url: &str, cache: &Path) -> (Output, Option<Value>) {
         .env("XDG_CACHE_HOME", cache)
         .env("RFB_REPORT", &report)
         .env_remove("OLIVE2022_VIEWER")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -571,8 +582,29 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
         &[("OLIVE2022_LOG", "trace")],
     );
     let client_cache = dir.path().join("client");
-    let (output, report) = launch(&cloudlet.api, &client_cache);
+    let (output, report) = launch_with_env(
+        &cloudlet.api,
+        URL,
+        &client_cache,
+        &[("OLIVE2022_LOG", "trace")],
+    );
     assert_screen(&output, report.as_ref());
+    // The client's libraries log too (human format: `LEVEL target: message`).
+    let client_log = text(&output);
+    for expected in [
+        " sinfonia::keys: created a key for this VM",
+        " sinfonia::deploy: tier 1 answered the deploy request",
+        " launch::deploy: deployed",
+        " tunnel::client::stack: WireGuard handshake complete",
+        " launch::session: tunnel up",
+        " launch::session: viewer started",
+        " launch::session: viewer exited",
+    ] {
+        assert!(
+            client_log.contains(expected),
+            "no `{expected}` in {client_log}"
+        );
+    }
     testkit::run("kill", &["-TERM", &cloudlet.child.id().to_string()]);
     let status = cloudlet.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -624,6 +656,22 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
         .find(|event| event["message"] == "deployment stopped")
         .unwrap();
     assert_eq!(stopped["reason"], "cloudlet stopping");
+    // The libraries under the cloudlet log through the same subscriber.
+    for (target, message) in [
+        ("containerdisk::pull", "pulling the disk"),
+        ("vmrunner", "QEMU started"),
+        ("vmrunner", "QEMU stopped"),
+        ("tunnel::server::engine", "peer added"),
+        ("tunnel::server::engine", "WireGuard handshake"),
+    ] {
+        assert!(
+            events.iter().any(|event| event["message"] == message
+                && event["target"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(target))),
+            "no `{message}` from {target}: {log}"
+        );
+    }
 
     // No secret, in any form, at any level.
     let cloudlet_key = std::fs::read_to_string(data.join("wireguard.key")).unwrap();
@@ -645,6 +693,10 @@ fn json_logs_tell_the_story_of_a_deploy_and_keep_secrets() {
     ] {
         assert!(!secret.is_empty());
         assert!(!log.contains(secret), "a secret in the log: {secret}");
+        assert!(
+            !client_log.contains(secret),
+            "a secret in the client's log: {secret}"
+        );
     }
 }
 

@@ -51,6 +51,14 @@ impl<S: Transport> Client<S> {
             PixelFormat::RGB888
         };
         let screen = Framebuffer::new(server.width, server.height);
+        tracing::debug!(
+            minor = server.minor,
+            width = server.width,
+            height = server.height,
+            desktop = ?server.name,
+            converted = !server.format.usable(),
+            "RFB handshake done"
+        );
         Ok(Client {
             wire,
             server,

@@ -450,6 +450,14 @@ impl Tier1 {
             .take(MAX_BODY + 1)
             .read_to_end(&mut body)
             .map_err(|e| self.read_error(e))?;
+        tracing::debug!(
+            %origin,
+            %uuid,
+            status = status.as_u16(),
+            content_type,
+            bytes = body.len(),
+            "tier 1 answered the deploy request"
+        );
         if body.len() as u64 > MAX_BODY {
             return Err(DeployError::Malformed {
                 origin,

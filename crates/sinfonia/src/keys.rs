@@ -298,6 +298,14 @@ impl KeyCache {
                 Found::Invalid(reason) => {
                     let keys = KeyPair::generate();
                     self.install(&path, &keys, true)?;
+                    tracing::warn!(
+                        %uuid,
+                        path = %path.display(),
+                        // Not the reason: a parse error may quote the file,
+                        // and the file holds a private key.
+                        public_key = %short_key(&keys.public_bytes()),
+                        "replaced an unusable cached key"
+                    );
                     return Ok(CachedKey {
                         keys,
                         origin: KeyOrigin::Replaced { reason },
@@ -306,6 +314,12 @@ impl KeyCache {
                 Found::Missing => {
                     let keys = KeyPair::generate();
                     if self.install(&path, &keys, false)? {
+                        tracing::info!(
+                            %uuid,
+                            path = %path.display(),
+                            public_key = %short_key(&keys.public_bytes()),
+                            "created a key for this VM"
+                        );
                         return Ok(CachedKey {
                             keys,
                             origin: KeyOrigin::Created,

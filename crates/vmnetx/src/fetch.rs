@@ -113,8 +113,16 @@ pub fn fetch_to_file(
         idle: options.idle_timeout,
     };
     let retries = Retries::new(options.max_retries, BACKOFF);
+    let started = std::time::Instant::now();
+    tracing::debug!(url = %origin.shown, dest = %dest.display(), "package download started");
     let received = RangedGet::new(retries).run(&mut origin, &mut file, progress)?;
     file.sync_all().map_err(|error| io_error(dest, error))?;
+    tracing::info!(
+        url = %origin.shown,
+        bytes = received,
+        seconds = started.elapsed().as_secs_f64(),
+        "package downloaded"
+    );
     Ok(received)
 }
 

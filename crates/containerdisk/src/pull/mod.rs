@@ -112,14 +112,17 @@ pub fn fetch_disk_with(
     if let ImageRef::Digest(digest) = source.reference()
         && let Some(hit) = cached(cache_dir, digest)
     {
+        tracing::debug!(image = %source, %digest, "disk in the cache; registry not asked");
         return Ok(hit);
     }
     let store = open(source, options)?;
     let image = source.to_string();
     let top = store.manifest(source.reference())?;
     if let Some(hit) = cached(cache_dir, &top.digest) {
+        tracing::debug!(image, digest = %top.digest, "disk in the cache");
         return Ok(hit);
     }
+    tracing::debug!(image, digest = %top.digest, "pulling the disk");
     let (manifest, image_manifest) = resolve(store.as_ref(), &image, top.clone())?;
     let layers = layers(&image, &image_manifest)?;
     let partial = Partial::create(cache_dir)?;
@@ -133,6 +136,7 @@ pub fn fetch_disk_with(
             ),
         });
     };
+    tracing::debug!(image, digest = %top.digest, bytes = size, "disk extracted and verified");
     partial.install(&CacheMeta {
         digest: top.digest,
         entry,

@@ -172,15 +172,20 @@ impl RangedGet {
             }
             best = best.max(at.received);
             if !origin.retryable(&error, &at) {
+                tracing::debug!(received = at.received, %error, "download failed; not retried");
                 return Err(error);
             }
             let attempt = match self.retries.failed() {
                 Ok(attempt) => attempt,
-                Err(failures) => return Err(origin.give_up(failures, error)),
+                Err(failures) => {
+                    tracing::warn!(failures, received = at.received, %error, "download failed; giving up");
+                    return Err(origin.give_up(failures, error));
+                }
             };
             if progress.cancelled() {
                 return Err(origin.fail(RangedError::Cancelled));
             }
+            tracing::info!(attempt, resume_at = at.received, %error, "download interrupted; resuming");
             progress.retry(attempt, &error);
             self.retries.pause();
         }

@@ -233,6 +233,7 @@ impl Stack {
         if self.tunn.time_since_last_handshake().is_some()
             && !self.shared.handshake_done.swap(true, Ordering::AcqRel)
         {
+            tracing::debug!(endpoint = %self.endpoint, "WireGuard handshake complete");
             self.shared.handshake.notify_waiters();
         }
     }

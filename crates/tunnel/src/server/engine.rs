@@ -10,6 +10,7 @@
 //! bytes move between smoltcp sockets and the channels of relay tasks.
 //! Flow control comes from the bounded channels, as in the client.
 
+use sinfonia::keys::short_key;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -174,6 +175,9 @@ impl Server {
             break;
         }
         if authenticated {
+            if handshake {
+                tracing::debug!(client = %short_key(&key), %from, "WireGuard handshake");
+            }
             peer.record_activity(from, datagram.len(), data, handshake, &self.shared);
         }
     }
@@ -272,6 +276,7 @@ impl Server {
             .entry(config.address)
             .or_insert_with(|| ClientStack::new(key, config.address, address, mtu, now))
             .set_services(domain, config.services);
+        tracing::debug!(client = %short_key(&key), address = %config.address, "peer added");
         Ok(())
     }
 
@@ -304,8 +309,10 @@ impl Server {
             return;
         };
         peer.remove_addresses(&addresses);
-        if peer.addresses().is_empty() || address.is_none() {
+        let last = peer.addresses().is_empty() || address.is_none();
+        if last {
             self.sessions.remove(&key, &self.shared);
         }
+        tracing::debug!(client = %short_key(&key), ?addresses, key_removed = last, "peer removed");
     }
 }
