@@ -1,7 +1,7 @@
 //! The command line: the original tool's subcommands (`install`,
 //! `uninstall`, `launch`, `stage2`, `convert`), flags and environment
-//! variables, plus our own `uuid`, `extract`, `cloudlet`, `demo` and the
-//! hidden `rfb-snapshot`. Only parsing lives here; each command's module
+//! variables, plus our own `uuid`, `extract`, `cloudlet`, `demo`,
+//! `completions`, `man` and the hidden `rfb-snapshot`. Only parsing lives here; each command's module
 //! turns its arguments into a library call.
 
 use std::path::PathBuf;
@@ -79,10 +79,33 @@ pub enum Command {
     /// Build a small VM, convert it, serve it with the embedded cloudlet and
     /// show its screen (a viewer, or a PNG screenshot without a display).
     Demo(DemoArgs),
+    /// Print a completion script for a shell (e.g. `source <(olive2022
+    /// completions bash)`).
+    Completions(CompletionsArgs),
+    /// Write the manual pages (olive2022.1 and one per subcommand) to a
+    /// directory, or print the main page.
+    Man(ManArgs),
     /// Save a screenshot of a VNC server as a PNG (the demo's headless
     /// viewer).
     #[command(hide = true)]
     RfbSnapshot(RfbSnapshotArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into DIR (created if missing) instead of printing
+    /// the main page to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `install`.

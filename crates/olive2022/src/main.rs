@@ -10,6 +10,7 @@
 
 mod cli;
 mod cloudlet;
+mod completions;
 mod convert;
 mod demo;
 mod extract;
@@ -17,6 +18,7 @@ mod handler;
 mod interrupt;
 mod launch;
 mod logging;
+mod manpages;
 mod progress;
 mod snapshot;
 
@@ -48,6 +50,8 @@ fn main() -> ExitCode {
         Command::Uninstall => handler::uninstall(&cli),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => manpages::run(args),
         Command::RfbSnapshot(args) => snapshot::run(args),
     };
     match outcome {
