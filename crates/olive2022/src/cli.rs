@@ -138,6 +138,9 @@ pub struct LaunchArgs {
     /// Write wg.conf and resolv.conf to the current directory and stop.
     #[arg(long)]
     pub config_debug: bool,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// Print the WireGuard configuration as a QR code and stop.
     #[arg(long, value_enum)]
     pub qrcode: Option<QrCodeArg>,
@@ -200,6 +203,10 @@ pub struct ConvertArgs {
     /// Version of the Helm chart.
     #[arg(long, default_value = sinfonia::vmi::ORIGINAL_CHART_VERSION)]
     pub chart_version: String,
+    /// Print one JSON object per job on standard output, failures included
+    /// (with --dry-run: one plan per job); nothing else goes there.
+    #[arg(long)]
+    pub json: bool,
     /// Convert every `VMNETX_URL [PACKAGE_FILE]` line of FILE.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "package"])]
     pub batch: Option<PathBuf>,
@@ -375,6 +382,9 @@ pub struct RfbSnapshotArgs {
 /// `uuid`.
 #[derive(Debug, Args)]
 pub struct UuidArgs {
+    /// Print `{"url": CANONICAL_URL, "uuid": UUID}` instead.
+    #[arg(long)]
+    pub json: bool,
     /// The vmnetx+https:// URL of the VM.
     #[arg(value_name = "VMNETX_URL")]
     pub url: String,
@@ -454,7 +464,7 @@ pub struct ExtractArgs {
     /// How to read and compress the disk.
     #[command(flatten)]
     pub disk: DiskArgs,
-    /// Print the summary as one JSON object.
+    /// Print the summary as one JSON object (with --dry-run: the plan).
     #[arg(long)]
     pub json: bool,
     /// Directory for the downloaded package (default: next to the output).

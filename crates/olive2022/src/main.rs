@@ -16,6 +16,7 @@ mod demo;
 mod extract;
 mod handler;
 mod interrupt;
+mod json;
 mod launch;
 mod logging;
 mod manpages;

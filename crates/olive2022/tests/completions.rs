@@ -166,6 +166,7 @@ fn man_writes_one_page_per_subcommand_that_man_renders() {
         "--registry",
         "OLIVE2022_REGISTRY",
         "--insecure-registry",
+        "--json",
         "VMNETX_URL",
         "--verbose",
     ] {
