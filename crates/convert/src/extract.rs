@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use diskimage::{Compression, ConvertOptions, ConvertStats, DiskReader};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use vmnetx::shown::Shown;
 
@@ -32,6 +32,26 @@ pub struct ExtractSettings {
     pub max_virtual_size: u64,
     /// Set to stop at the next safe point.
     pub cancel: Arc<AtomicBool>,
+}
+
+/// What `extract` would do (the dry run; also its `--json` shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractPlan {
+    /// The package file or URL, without a URL's query (it may hold an
+    /// access token).
+    pub source: String,
+    /// The qcow2 image to write.
+    pub output: PathBuf,
+}
+
+impl ExtractPlan {
+    /// The plan to read `source` into `output`.
+    pub fn new(source: &str, output: &Path) -> ExtractPlan {
+        ExtractPlan {
+            source: crate::source::redact(source).to_owned(),
+            output: output.to_owned(),
+        }
+    }
 }
 
 /// What `extract` did (also its `--json` shape).

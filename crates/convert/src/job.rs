@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use containerdisk::auth::Credentials;
 use containerdisk::reference::ImageReference;
 use diskimage::Compression;
+use serde::{Deserialize, Serialize};
 use vmnetx::url::VmnetxUrl;
 
 use crate::error::{Context, ConvertError};
@@ -90,9 +91,11 @@ pub enum Destination {
     Layout(PathBuf),
 }
 
-/// What a job would do (the dry run).
-#[derive(Debug, Clone)]
+/// What a job would do (the dry run; one `--json` line per job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The canonical VMNetX URL.
+    pub url: String,
     /// The VM's Sinfonia UUID.
     pub uuid: String,
     /// The package file, or the canonical URL.
@@ -132,6 +135,7 @@ impl ConvertSettings {
             Destination::Layout(dir) => format!("oci:{}", dir.display()),
         };
         Ok(Plan {
+            url: job.url.canonical().to_owned(),
             uuid: job.url.sinfonia_uuid().to_string(),
             source: job.package.as_ref().map_or_else(
                 || job.url.canonical().to_owned(),

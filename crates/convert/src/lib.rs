@@ -19,12 +19,14 @@
 //! local package), [`vm`] (the package opened, its disk compressed),
 //! [`extract`](mod@extract), [`job`] (what to convert and where),
 //! [`push`] (image to registry or layout), [`recipe`] (the recipe written),
-//! [`pipeline`] (convert, start to end), [`error`].
+//! [`pipeline`] (convert, start to end), [`outcome`] (one job's result as a
+//! flat record, the `--json` line), [`error`].
 
 pub mod error;
 pub mod extract;
 pub mod job;
 pub mod observer;
+pub mod outcome;
 pub mod pipeline;
 pub mod push;
 pub mod recipe;
@@ -32,7 +34,8 @@ pub mod source;
 pub mod vm;
 
 pub use error::ConvertError;
-pub use extract::{ExtractReport, ExtractSettings, extract};
+pub use extract::{ExtractPlan, ExtractReport, ExtractSettings, extract};
 pub use job::{ConvertJob, ConvertSettings, Destination, Plan, read_batch};
 pub use observer::{Observer, Phase, PhaseProgress};
+pub use outcome::JobOutcome;
 pub use pipeline::{ConvertReport, convert};

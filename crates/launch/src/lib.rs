@@ -26,7 +26,8 @@
 //!
 //! The room: [`observer`] (what the caller sees), [`deploy`](mod@deploy)
 //! (key and deployment), `debug` (the original's debug outputs),
-//! [`display`] (the VM's VNC banner through the tunnel), [`session`]
+//! [`display`] (the VM's VNC banner through the tunnel), [`plan`] (the dry
+//! run as a record), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
 //! [`stage2`](mod@stage2), `cancel` (stopping from outside), [`error`].
 
@@ -37,6 +38,7 @@ pub mod deploy;
 pub mod display;
 pub mod error;
 pub mod observer;
+pub mod plan;
 pub mod session;
 pub mod stage2;
 pub mod viewer;
@@ -47,6 +49,7 @@ pub use debug::write_private;
 pub use deploy::{Deployed, deploy};
 pub use error::LaunchError;
 pub use observer::{Observer, Silent, Waiting};
+pub use plan::LaunchPlan;
 pub use session::{LOCAL_HOST, Session, view};
 pub use stage2::{stage2, stage2_plan};
 pub use viewer::{Viewer, ViewerError};

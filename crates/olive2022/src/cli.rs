@@ -1,7 +1,7 @@
 //! The command line: the original tool's subcommands (`install`,
 //! `uninstall`, `launch`, `stage2`, `convert`), flags and environment
-//! variables, plus our own `uuid`, `extract`, `cloudlet`, `demo` and the
-//! hidden `rfb-snapshot`. Only parsing lives here; each command's module
+//! variables, plus our own `uuid`, `extract`, `cloudlet`, `demo`,
+//! `completions`, `man` and the hidden `rfb-snapshot`. Only parsing lives here; each command's module
 //! turns its arguments into a library call.
 
 use std::path::PathBuf;
@@ -79,10 +79,33 @@ pub enum Command {
     /// Build a small VM, convert it, serve it with the embedded cloudlet and
     /// show its screen (a viewer, or a PNG screenshot without a display).
     Demo(DemoArgs),
+    /// Print a completion script for a shell (e.g. `source <(olive2022
+    /// completions bash)`).
+    Completions(CompletionsArgs),
+    /// Write the manual pages (olive2022.1 and one per subcommand) to a
+    /// directory, or print the main page.
+    Man(ManArgs),
     /// Save a screenshot of a VNC server as a PNG (the demo's headless
     /// viewer).
     #[command(hide = true)]
     RfbSnapshot(RfbSnapshotArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into DIR (created if missing) instead of printing
+    /// the main page to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `install`.
@@ -115,6 +138,9 @@ pub struct LaunchArgs {
     /// Write wg.conf and resolv.conf to the current directory and stop.
     #[arg(long)]
     pub config_debug: bool,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// Print the WireGuard configuration as a QR code and stop.
     #[arg(long, value_enum)]
     pub qrcode: Option<QrCodeArg>,
@@ -177,6 +203,10 @@ pub struct ConvertArgs {
     /// Version of the Helm chart.
     #[arg(long, default_value = sinfonia::vmi::ORIGINAL_CHART_VERSION)]
     pub chart_version: String,
+    /// Print one JSON object per job on standard output, failures included
+    /// (with --dry-run: one plan per job); nothing else goes there.
+    #[arg(long)]
+    pub json: bool,
     /// Convert every `VMNETX_URL [PACKAGE_FILE]` line of FILE.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "package"])]
     pub batch: Option<PathBuf>,
@@ -352,6 +382,9 @@ pub struct RfbSnapshotArgs {
 /// `uuid`.
 #[derive(Debug, Args)]
 pub struct UuidArgs {
+    /// Print `{"url": CANONICAL_URL, "uuid": UUID}` instead.
+    #[arg(long)]
+    pub json: bool,
     /// The vmnetx+https:// URL of the VM.
     #[arg(value_name = "VMNETX_URL")]
     pub url: String,
@@ -431,7 +464,7 @@ pub struct ExtractArgs {
     /// How to read and compress the disk.
     #[command(flatten)]
     pub disk: DiskArgs,
-    /// Print the summary as one JSON object.
+    /// Print the summary as one JSON object (with --dry-run: the plan).
     #[arg(long)]
     pub json: bool,
     /// Directory for the downloaded package (default: next to the output).

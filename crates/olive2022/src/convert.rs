@@ -1,23 +1,27 @@
 //! `olive2022 convert`: the flags become [`convert::ConvertSettings`], the
 //! `convert` crate does the work, and the outcome is printed (one summary,
-//! or a table for `--batch`).
+//! or a table for `--batch`, or a [`JobOutcome`] line per job for
+//! `--json`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use containerdisk::auth;
-use convert::{ConvertJob, ConvertReport, ConvertSettings};
+use convert::{ConvertJob, ConvertReport, ConvertSettings, JobOutcome};
 use vmnetx::shown::Shown;
 
 use crate::cli::{Cli, ConvertArgs};
+use crate::json;
 use crate::progress::{TerminalObserver, Verbosity};
 
 /// Runs `convert`.
 pub fn run(cli: &Cli, args: &ConvertArgs) -> Result<ExitCode> {
     let verbosity = Verbosity {
-        quiet: cli.quiet,
+        // Only the JSON lines on standard output, only errors on stderr.
+        quiet: cli.quiet || args.json,
         verbose: cli.is_verbose(),
     };
     let jobs = match &args.batch {
@@ -30,7 +34,12 @@ pub fn run(cli: &Cli, args: &ConvertArgs) -> Result<ExitCode> {
     let settings = settings(args)?;
     if cli.dry_run {
         for job in &jobs {
-            print_plan(&settings.plan(job)?);
+            let plan = settings.plan(job)?;
+            if args.json {
+                json::print_line(&plan)?;
+            } else {
+                print_plan(&plan);
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -38,6 +47,9 @@ pub fn run(cli: &Cli, args: &ConvertArgs) -> Result<ExitCode> {
         confirm_public(args, jobs.len())?;
     }
     let mut observer = TerminalObserver { verbosity };
+    if args.json {
+        return run_json(&jobs, &settings, &mut observer);
+    }
     if args.batch.is_none() {
         let report = convert::convert(&jobs[0], &settings, &mut observer)?;
         print_report(&report);
@@ -172,5 +184,36 @@ fn run_batch(
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// `--json`: every job, one or a batch, as a [`JobOutcome`] line; failed
+/// when any job failed.
+fn run_json(
+    jobs: &[ConvertJob],
+    settings: &ConvertSettings,
+    observer: &mut TerminalObserver,
+) -> Result<ExitCode> {
+    let mut failed = false;
+    for job in jobs {
+        let started = Instant::now();
+        let outcome = match convert::convert(job, settings, observer) {
+            Ok(report) => JobOutcome::succeeded(job, &report),
+            // Ctrl-C stops the whole batch, not just this conversion.
+            Err(error) if error.is_cancelled() => return Err(error.into()),
+            Err(error) => {
+                failed = true;
+                let outcome = JobOutcome::failed(job, &error, started.elapsed().as_secs_f64());
+                let why = outcome.error.as_deref().unwrap_or_default();
+                eprintln!("olive2022: {}: {}", job.url.canonical(), Shown(why));
+                outcome
+            }
+        };
+        json::print_line(&outcome)?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use convert::{ExtractReport, ExtractSettings};
+use convert::{ExtractPlan, ExtractReport, ExtractSettings};
 use vmnetx::shown::Shown;
 
 use crate::cli::{Cli, ExtractArgs};
@@ -20,11 +20,16 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
         verbose: cli.is_verbose(),
     };
     if cli.dry_run {
-        println!(
-            "Would read {} and write {}",
-            convert::source::redact(&args.source),
-            args.output.display()
-        );
+        let plan = ExtractPlan::new(&args.source, &args.output);
+        if args.json {
+            crate::json::print_line(&plan)?;
+        } else {
+            println!(
+                "Would read {} and write {}",
+                plan.source,
+                plan.output.display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let settings = ExtractSettings {
@@ -43,8 +48,7 @@ pub fn run(cli: &Cli, args: &ExtractArgs) -> Result<ExitCode> {
 
 fn print_report(report: &ExtractReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
-        return Ok(());
+        return crate::json::print_line(report);
     }
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!("Name:         {}", Shown(&report.name));

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ::launch::viewer;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sinfonia::deploy::Tier1;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use sinfonia::wireguard::QrStyle;
@@ -22,7 +22,11 @@ use crate::progress::{TerminalObserver, Verbosity};
 /// `olive2022 uuid URL`: prints the Sinfonia UUID.
 pub fn uuid(args: &UuidArgs) -> Result<ExitCode> {
     let url = parse(&args.url)?;
-    println!("{}", url.sinfonia_uuid());
+    if args.json {
+        crate::json::print_line(&url.identity())?;
+    } else {
+        println!("{}", url.sinfonia_uuid());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -47,6 +51,9 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
     let tier1 = Tier1::new(&args.tier1_url).context("invalid tier-1 URL")?;
     if cli.dry_run {
         return dry_run(args, &url, &tier1);
+    }
+    if args.json {
+        bail!("--json prints a plan: use it with --dry-run");
     }
     // Find the viewer before deploying anything: no viewer, no VM.
     let viewer = match (args.config_debug, args.qrcode) {
@@ -81,6 +88,11 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
 
 fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1: &Tier1) -> Result<ExitCode> {
     let uuid = url.sinfonia_uuid();
+    if args.json {
+        let plan = ::launch::LaunchPlan::new(url.canonical(), uuid, tier1);
+        crate::json::print_line(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("UUID: {uuid}");
     println!("Canonical URL: {}", url.canonical());
     println!("Tier 1: {}", args.tier1_url);

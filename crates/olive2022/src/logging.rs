@@ -49,3 +49,69 @@ fn default_level(cli: &Cli) -> &'static str {
     };
     levels[index]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    const URL: &str = "vmnetx+https://olivearchive.org/launch/abc/package.nxpk";
+
+    /// The least each subcommand needs to parse.
+    fn minimal_args(subcommand: &str) -> Vec<&'static str> {
+        match subcommand {
+            "launch" | "convert" | "uuid" => vec![URL],
+            "extract" => vec!["-o", "out.qcow2", URL],
+            "completions" => vec!["bash"],
+            "rfb-snapshot" => vec!["vnc://127.0.0.1:5900", "out.png"],
+            _ => vec![],
+        }
+    }
+
+    fn level(subcommand: &str, flags: &[&str], after: bool) -> Result<&'static str, clap::Error> {
+        let mut argv = vec!["olive2022"];
+        if !after {
+            argv.extend(flags);
+        }
+        argv.push(subcommand);
+        if after {
+            argv.extend(flags);
+        }
+        argv.extend(minimal_args(subcommand));
+        Cli::try_parse_from(argv).map(|cli| default_level(&cli))
+    }
+
+    #[test]
+    fn every_subcommand_takes_quiet_and_counted_verbose_anywhere() {
+        let command = Cli::command();
+        let names: Vec<&str> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name())
+            .collect();
+        assert!(names.len() >= 12, "{names:?}");
+        for name in names {
+            // The cloudlet serves: its operator sees what happened by default.
+            let expected = if name == "cloudlet" {
+                ["error", "info", "debug", "trace", "trace"]
+            } else {
+                ["error", "warn", "info", "debug", "debug"]
+            };
+            let cases: [&[&str]; 5] = [&["-q"], &[], &["-v"], &["-vv"], &["-v", "-vvv"]];
+            for (flags, expected) in cases.iter().zip(expected) {
+                for after in [false, true] {
+                    let shown = level(name, flags, after)
+                        .unwrap_or_else(|e| panic!("{name} {flags:?}: {e}"));
+                    assert_eq!(shown, expected, "{name} {flags:?} after={after}");
+                }
+            }
+            let error = level(name, &["-q", "-v"], true).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{name}"
+            );
+        }
+    }
+}

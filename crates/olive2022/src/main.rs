@@ -10,13 +10,16 @@
 
 mod cli;
 mod cloudlet;
+mod completions;
 mod convert;
 mod demo;
 mod extract;
 mod handler;
 mod interrupt;
+mod json;
 mod launch;
 mod logging;
+mod manpages;
 mod progress;
 mod snapshot;
 
@@ -48,6 +51,8 @@ fn main() -> ExitCode {
         Command::Uninstall => handler::uninstall(&cli),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => manpages::run(args),
         Command::RfbSnapshot(args) => snapshot::run(args),
     };
     match outcome {

@@ -55,9 +55,11 @@
 //!   Python's `ipaddress` form;
 //! - `idna`: non-ASCII host names, IDNA 2008 with the IDNA 2003 fallback;
 //! - `tables`: the Unicode range tables `idna` needs, generated;
-//! - `quote`: percent-encoding (re-quoting) and dot segments of the path.
+//! - `quote`: percent-encoding (re-quoting) and dot segments of the path;
+//! - `identity`: the canonical URL and UUID as one record ([`VmIdentity`]).
 
 mod host;
+mod identity;
 mod idna;
 mod quote;
 mod tables;
@@ -67,6 +69,8 @@ use std::str::FromStr;
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 use uuid::Uuid;
+
+pub use identity::VmIdentity;
 
 use host::normalise_netloc;
 use quote::{PATH_REQUOTER, QUERY_REQUOTER, normalise_path};

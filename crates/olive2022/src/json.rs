@@ -1,0 +1,21 @@
+//! `--json` output: one JSON object per line on standard output, each
+//! flushed at once so a script reading a long batch sees every job as it
+//! ends. The shapes are the libraries' types (`convert::JobOutcome`,
+//! `convert::Plan`, `vmnetx::url::VmIdentity`…), documented in the README's
+//! "Scripting with --json".
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Prints `value` as one line of JSON.
+pub fn print_line(value: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_vec(value).context("cannot encode the JSON output")?;
+    line.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&line)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
+}
