@@ -4,9 +4,12 @@
 # against a cloudlet with --max-vms 4 and a short idle timeout, so leases
 # expire and VMs stop and start all the time. Prints the deploys served,
 # the refusals (503 at capacity, 429 rate-limited) and other errors, the
-# cloudlet's RSS and open file descriptors at the start, halfway and at the
-# end, and the QEMU processes left after SIGTERM (must be 0). RSS and
-# descriptors must not grow with the number of cycles. Needs root like the
+# cloudlet's RSS and open file descriptors at the start, every SAMPLE
+# seconds (default 60) against the deploys served so far, and at the end,
+# and the QEMU processes left after SIGTERM (must be 0). RSS and
+# descriptors must not grow with the number of cycles: the last line of
+# figures is the RSS change per 1000 deploys between the first sample
+# after warm-up and the last (a leak of 1 KiB per deploy shows as 1 MiB). Needs root like the
 # tests (QEMU, KVM when /dev/kvm works).
 #
 # usage: bench/soak.sh [SECONDS] [CLIENTS]   (default: 600 s, 20 clients)
@@ -75,8 +78,14 @@ for n in $(seq "$clients"); do
     client "$n" "$end" &
     loops+=($!)
 done
-sleep $((seconds / 2))
-report "halfway"
+sample=${SAMPLE:-60}
+served() { grep -c '^served$' "$work/outcomes" 2>/dev/null || echo 0; }
+echo "seconds deploys rss_mib fds" >"$work/samples"
+started=$(date +%s)
+while [ $(($(date +%s) + sample)) -le "$end" ]; do
+    sleep "$sample"
+    echo "$(($(date +%s) - started)) $(served) $(rss) $(fds)" | tee -a "$work/samples"
+done
 wait "${loops[@]}" 2>/dev/null || true
 loops=()
 sleep 7  # the last leases expire
@@ -84,6 +93,11 @@ report "end"
 count() { awk -v outcome="$1" '$0 == outcome { n++ } END { print n + 0 }' "$work/outcomes" 2>/dev/null || echo 0; }
 echo "deploys served: $(count served), refused at capacity: $(count at_capacity), rate-limited: $(count rate_limited), errors: $(count error)"
 [ -f "$work/errors" ] && { echo "first errors:"; head -5 "$work/errors"; }
+# Growth per 1000 deploys from the second sample (the first minute warms
+# the allocator and the caches) to the last.
+awk 'NR == 3 { d0 = $2; r0 = $3 } NR > 3 { d1 = $2; r1 = $3 }
+     END { if (d1 > d0) printf "RSS change per 1000 deploys after warm-up: %+.2f MiB (%.1f → %.1f MiB over %d deploys)\n", (r1 - r0) * 1000 / (d1 - d0), r0, r1, d1 - d0;
+           else print "too few samples for the RSS trend (run longer)" }' "$work/samples"
 kill -TERM "$cloudlet"
 wait "$cloudlet" && echo "cloudlet exited 0 after SIGTERM"
 cloudlet=
