@@ -10,6 +10,9 @@
 //! 3. [`view()`]: steps 2 and a [`Viewer`] run on the forwarded port until
 //!    it exits, whose exit status it returns.
 //!
+//! [`view_in_browser()`] is step 3 with the user's web browser instead of
+//! a viewer: noVNC's page served from this process ([`browser`]).
+//!
 //! [`stage2()`] is the viewer side of the original's two-stage launch, with
 //! the system resolver inside the original's namespace.
 //!
@@ -24,22 +27,28 @@
 //! (key and deployment), `debug` (the original's debug outputs),
 //! [`display`] (the VM's VNC banner through the tunnel), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
+//! [`browser`] (the screen in a web browser), [`frontend`] (which of the
+//! two shows it),
 //! [`stage2`](mod@stage2), [`error`].
 
+pub mod browser;
 mod deadline;
 mod debug;
 pub mod deploy;
 pub mod display;
 pub mod error;
+pub mod frontend;
 pub mod observer;
 pub mod session;
 pub mod stage2;
 pub mod viewer;
 
+pub use browser::{Browser, BrowserError, PageEnded, view_in_browser};
 pub use deadline::Deadline;
 pub use debug::write_private;
 pub use deploy::{Deployed, deploy};
 pub use error::LaunchError;
+pub use frontend::{BROWSER_CHOICE, Frontend};
 pub use observer::{Observer, Silent, Waiting};
 pub use session::{LOCAL_HOST, Session, view};
 pub use stage2::{stage2, stage2_plan};
