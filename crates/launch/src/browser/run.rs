@@ -52,8 +52,9 @@ pub enum PageEnded {
 }
 
 /// The whole second step in a browser: opens a [`Session`] for
-/// `deployed`, serves the page until it has gone or `stop` is set, then
-/// closes the session. The page must connect before `deadline`.
+/// `deployed`, serves the page until it has gone or `stop` is set (which
+/// also cuts the wait for the display short), then closes the session.
+/// The page must connect before `deadline`.
 pub fn view_in_browser(
     deployed: &Deployed,
     browser: &Browser,
@@ -67,7 +68,12 @@ pub fn view_in_browser(
         .build()
         .map_err(LaunchError::Runtime)?;
     runtime.block_on(async {
-        let session = Session::open(deployed, config, deadline, observer).await?;
+        let opening = Session::open(deployed, config, deadline, observer);
+        let session = tokio::select! {
+            session = opening => session?,
+            // Dropping the half-open session drops its tunnel.
+            () = stopped(&stop) => return Ok(PageEnded::Stopped),
+        };
         let ended = serve(&session, browser, deadline, observer, &stop).await;
         session.close().await;
         tracing::info!(?ended, "browser view ended; tunnel closed");
