@@ -111,8 +111,8 @@ pub struct LaunchArgs {
     pub viewer: Option<String>,
     /// Show the VM in the web browser ($BROWSER, else xdg-open) with
     /// noVNC served by this process (also the fallback when no VNC viewer
-    /// is installed).
-    #[arg(long, conflicts_with = "viewer")]
+    /// is installed); wins over --viewer.
+    #[arg(long)]
     pub browser: bool,
     /// Where noVNC's files are [default: /usr/share/novnc, Debian's
     /// novnc package].

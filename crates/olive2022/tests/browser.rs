@@ -456,3 +456,57 @@ fn the_demo_vm_in_a_headless_chromium() {
     );
     assert!(log.contains("the browser's page was closed"), "{log}");
 }
+
+/// `olive2022 launch` against a tier 1 that is not there (port 1), with
+/// `PATH` holding no viewer: how far it gets shows what it chose, as the
+/// viewer (or browser) is found before anything is deployed.
+fn launch_without_viewers(env: &[(&str, &str)], extra: &[&str]) -> String {
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
+    command
+        .args([
+            "launch",
+            "--timeout",
+            "5",
+            "--tier1-url",
+            "http://127.0.0.1:1",
+        ])
+        .args(extra)
+        .arg("vmnetx+https://olivearchive.org/demo/olive2022-demo.nxpk")
+        .env("PATH", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
+        .env_remove("BROWSER")
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_browser_is_chosen_when_asked_for_or_when_no_viewer_is_installed() {
+    let no_viewer = launch_without_viewers(&[], &[]);
+    assert!(no_viewer.contains("no VNC viewer found"), "{no_viewer}");
+    // A browser but no viewer: the browser, so the launch goes on to deploy.
+    let fallback = launch_without_viewers(&[("BROWSER", "/bin/true")], &[]);
+    assert!(!fallback.contains("VNC viewer"), "{fallback}");
+    assert!(fallback.contains("deploy"), "{fallback}");
+    // Asked for, each way, it needs noVNC.
+    let missing = ["--novnc-dir", "/nonexistent"];
+    for (env, extra) in [
+        (vec![("BROWSER", "/bin/true")], vec!["--browser"]),
+        (
+            vec![("BROWSER", "/bin/true"), ("OLIVE2022_VIEWER", "browser")],
+            vec![],
+        ),
+    ] {
+        let no_novnc = launch_without_viewers(&env, &[&extra[..], &missing[..]].concat());
+        assert!(
+            no_novnc.contains("noVNC is not in /nonexistent"),
+            "{no_novnc}"
+        );
+    }
+}
