@@ -32,6 +32,10 @@ set -euo pipefail
 #                 (contrib/systemd) runs `systemd-analyze verify` on it
 #   prometheus   a real Prometheus scrapes the cloudlet's /metrics in a test
 #   man-db groff-base  `man -l` renders the pages `olive2022 man` writes
+#   novnc        noVNC's page and scripts, which `launch --browser` serves
+#                 from /usr/share/novnc (a run-time dependency of that mode)
+#   chromium     a real headless browser shows the demo VM through
+#                 `demo --browser` in a test (driven over its DevTools pipe)
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -39,7 +43,7 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     desktop-file-utils xdg-utils libglib2.0-bin
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
-    man-db groff-base)
+    man-db groff-base novnc chromium)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

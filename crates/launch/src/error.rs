@@ -1,10 +1,11 @@
 //! The errors of a launch: [`LaunchError`] for the deployment, the tunnel
 //! and the display; finding and starting a viewer fails with the viewer
 //! room's own [`ViewerError`] (which `stage2` and the demo use on their own
-//! too).
+//! too), the browser view with [`BrowserError`].
 
 use std::path::PathBuf;
 
+use crate::browser::BrowserError;
 use crate::viewer::ViewerError;
 
 /// What can stop a launch between the deploy request and the viewer's exit.
@@ -65,6 +66,9 @@ pub enum LaunchError {
     /// Finding or running the viewer failed.
     #[error(transparent)]
     Viewer(#[from] ViewerError),
+    /// The browser view failed.
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
     /// The caller stopped the launch (Ctrl-C, SIGTERM); the viewer and the
     /// tunnel were closed.
     #[error("the launch was interrupted")]

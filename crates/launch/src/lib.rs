@@ -10,6 +10,9 @@
 //! 3. [`view()`]: steps 2 and a [`Viewer`] run on the forwarded port until
 //!    it exits, whose exit status it returns.
 //!
+//! [`view_in_browser()`] is step 3 with the user's web browser instead of
+//! a viewer: noVNC's page served from this process ([`browser`]).
+//!
 //! [`stage2()`] is the viewer side of the original's two-stage launch, with
 //! the system resolver inside the original's namespace.
 //!
@@ -29,25 +32,31 @@
 //! [`display`] (the VM's VNC banner through the tunnel), [`plan`] (the dry
 //! run as a record), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
-//! [`stage2`](mod@stage2), `cancel` (stopping from outside), [`error`].
+//! [`browser`] (the screen in a web browser), [`frontend`] (which of the
+//! two shows it), [`stage2`](mod@stage2), `cancel` (stopping from
+//! outside), [`error`].
 
+pub mod browser;
 mod cancel;
 mod deadline;
 mod debug;
 pub mod deploy;
 pub mod display;
 pub mod error;
+pub mod frontend;
 pub mod observer;
 pub mod plan;
 pub mod session;
 pub mod stage2;
 pub mod viewer;
 
+pub use browser::{Browser, BrowserError, PageEnded, view_in_browser};
 pub use cancel::VIEWER_STOP_GRACE;
 pub use deadline::Deadline;
 pub use debug::write_private;
 pub use deploy::{Deployed, deploy};
 pub use error::LaunchError;
+pub use frontend::{BROWSER_CHOICE, Frontend};
 pub use observer::{Observer, Silent, Waiting};
 pub use plan::LaunchPlan;
 pub use session::{LOCAL_HOST, Session, view};

@@ -128,11 +128,21 @@ pub struct LaunchArgs {
     /// Sinfonia tier-1 instance to use.
     #[arg(long, env = "OLIVE2022_TIER1_URL", default_value = DEFAULT_TIER1_URL)]
     pub tier1_url: String,
-    /// VNC viewer to run with the single argument vnc://127.0.0.1:PORT.
+    /// VNC viewer to run with the single argument vnc://127.0.0.1:PORT
+    /// (`browser`: the same as --browser).
     #[arg(long, env = "OLIVE2022_VIEWER", value_name = "PROGRAM")]
     pub viewer: Option<String>,
+    /// Show the VM in the web browser ($BROWSER, else xdg-open) with
+    /// noVNC served by this process (also the fallback when no VNC viewer
+    /// is installed); wins over --viewer.
+    #[arg(long)]
+    pub browser: bool,
+    /// Where noVNC's files are [default: /usr/share/novnc, Debian's
+    /// novnc package].
+    #[arg(long, value_name = "DIR")]
+    pub novnc_dir: Option<PathBuf>,
     /// Seconds the whole launch may take, from the deploy request to the
-    /// VM's display answering.
+    /// VM's display answering (in the browser: to the page connecting).
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
     /// Write wg.conf and resolv.conf to the current directory and stop.
@@ -346,8 +356,16 @@ pub struct DemoArgs {
     #[arg(long)]
     pub keep_running: bool,
     /// Save the screenshot even when a display and a viewer are available.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "browser")]
     pub headless: bool,
+    /// Show the VM in the web browser (as `launch --browser`) until the
+    /// page is closed.
+    #[arg(long)]
+    pub browser: bool,
+    /// Where noVNC's files are (with --browser) [default:
+    /// /usr/share/novnc].
+    #[arg(long, value_name = "DIR", requires = "browser")]
+    pub novnc_dir: Option<PathBuf>,
     /// How QEMU runs the demo VM (TCG by default: the tiny guest boots in
     /// a second, and works where nested KVM cannot run its boot loader).
     #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]

@@ -11,7 +11,8 @@
 //!    ports, its data in `WORK/cloudlet`, ready once its API answers;
 //! 5. **launch**: our own `launch` through that cloudlet (WireGuard in user
 //!    space), with a viewer when there is a display, else with this binary
-//!    as the viewer (see [`crate::snapshot`]), which saves a PNG.
+//!    as the viewer (see [`crate::snapshot`]), which saves a PNG; with
+//!    `--browser`, noVNC in the web browser until its page is closed.
 //!
 //! The cloudlet is always stopped at the end (Ctrl-C, then a kill if it
 //! does not end), and any QEMU it left is ended; a temporary work
@@ -74,7 +75,11 @@ const TOOLS: [(&str, &str); 3] = [
 
 /// Runs `demo`.
 pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
-    let display = display_viewer(args);
+    let display = if args.browser {
+        None
+    } else {
+        display_viewer(args)
+    };
     let screenshot = absolute(&args.screenshot)?;
     if cli.dry_run {
         return dry_run(args, display.as_ref(), &screenshot);
@@ -149,6 +154,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     stopped?;
     match &outcome {
         Launched::Viewer => report.step("launch", step, "the viewer was closed".into()),
+        Launched::Browser => report.step("launch", step, "the browser's page was closed".into()),
         Launched::Screenshot { width, height } => report.step(
             "launch",
             step,
@@ -164,8 +170,10 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let saved = match outcome {
         Launched::Screenshot { .. } => true,
         // With --keep-running, Ctrl-C comes after the screenshot.
-        Launched::Interrupted => display.is_none() && written_since(&screenshot, started),
-        Launched::Viewer => false,
+        Launched::Interrupted => {
+            display.is_none() && !args.browser && written_since(&screenshot, started)
+        }
+        Launched::Viewer | Launched::Browser => false,
     };
     if saved {
         println!("Screenshot: {}", screenshot.display());
@@ -214,6 +222,9 @@ fn dry_run(
         args.accel.name()
     );
     match display {
+        None if args.browser => println!(
+            "5. olive2022 launch --browser through that cloudlet: noVNC in the web browser"
+        ),
         Some(viewer) => println!(
             "5. olive2022 launch through that cloudlet, viewer {}",
             viewer.program().display()
@@ -623,6 +634,8 @@ struct Announcement {
 enum Launched {
     /// A viewer ran and was closed.
     Viewer,
+    /// The browser's page was closed.
+    Browser,
     /// The screenshot was saved.
     Screenshot { width: u32, height: u32 },
     /// Ctrl-C.
@@ -658,7 +671,12 @@ fn launch(
         // The demo's key stays in the work directory, not the user's cache.
         .env("XDG_CACHE_HOME", work.join("cache"))
         .stdin(Stdio::null());
-    if display.is_none() {
+    if args.browser {
+        command.arg("--browser");
+        if let Some(dir) = &args.novnc_dir {
+            command.arg("--novnc-dir").arg(dir);
+        }
+    } else if display.is_none() {
         let alias = work.join("bin").join(snapshot::ALIAS);
         std::fs::create_dir_all(alias.parent().unwrap_or(work))?;
         match std::fs::remove_file(&alias) {
@@ -689,7 +707,7 @@ fn launch(
     if !status.success() {
         bail!("olive2022 launch or its viewer failed ({status})");
     }
-    if display.is_some() {
+    if display.is_some() || args.browser {
         if args.keep_running {
             println!(
                 "The cloudlet keeps running: XDG_CACHE_HOME={} {} launch --tier1-url {tier1} {DEMO_URL}",
@@ -702,7 +720,11 @@ fn launch(
             }
             return Ok(Launched::Interrupted);
         }
-        return Ok(Launched::Viewer);
+        return Ok(if args.browser {
+            Launched::Browser
+        } else {
+            Launched::Viewer
+        });
     }
     let (width, height) = png_size(screenshot)?;
     Ok(Launched::Screenshot { width, height })

@@ -4,12 +4,13 @@
 //! `launch` deploys the VM through Sinfonia, brings the WireGuard tunnel up
 //! inside this process, waits until the VM's VNC server answers through the
 //! tunnel, and runs a viewer on a local port forwarded to it; it returns the
-//! viewer's exit status. How is the library's business (`launch` crate).
+//! viewer's exit status. With `--browser` the viewer is noVNC in the web
+//! browser, served by this process until the page is closed. How is the library's business (`launch` crate).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ::launch::viewer;
+use ::launch::{BROWSER_CHOICE, Frontend, PageEnded, viewer};
 use anyhow::{Context, Result, bail};
 use sinfonia::deploy::Tier1;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
@@ -17,6 +18,7 @@ use sinfonia::wireguard::QrStyle;
 use vmnetx::url::VmnetxUrl;
 
 use crate::cli::{Cli, LaunchArgs, QrCodeArg, Stage2Args, UuidArgs};
+use crate::interrupt;
 use crate::progress::{TerminalObserver, Verbosity};
 
 /// `olive2022 uuid URL`: prints the Sinfonia UUID.
@@ -55,9 +57,14 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
     if args.json {
         bail!("--json prints a plan: use it with --dry-run");
     }
-    // Find the viewer before deploying anything: no viewer, no VM.
-    let viewer = match (args.config_debug, args.qrcode) {
-        (false, None) => Some(viewer::find(args.viewer.as_deref())?),
+    // Find the viewer (or browser) before deploying anything: no viewer,
+    // no VM.
+    let frontend = match (args.config_debug, args.qrcode) {
+        (false, None) => Some(Frontend::choose(
+            args.viewer.as_deref(),
+            args.browser,
+            args.novnc_dir.as_deref(),
+        )?),
         _ => None,
     };
     let mut observer = observer(cli);
@@ -77,13 +84,30 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
         println!("{}", deployed.qrcode(style)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let viewer = viewer.context("no viewer")?;
-    // From here on Ctrl-C and SIGTERM stop the viewer and close the tunnel
-    // (before, there is nothing of ours to tidy up: the default action ends
-    // the process at once).
-    let stop = crate::interrupt::flag();
-    let status = ::launch::view(&deployed, &viewer, deadline, &stop, &mut observer)?;
-    Ok(exit_code(status))
+    match frontend.context("no viewer")? {
+        Frontend::Viewer(viewer) => {
+            // From here on Ctrl-C and SIGTERM stop the viewer and close the
+            // tunnel (before, there is nothing of ours to tidy up: the
+            // default action ends the process at once).
+            let stop = interrupt::flag();
+            let status = ::launch::view(&deployed, &viewer, deadline, &stop, &mut observer)?;
+            Ok(exit_code(status))
+        }
+        Frontend::Browser(browser) => {
+            // Ctrl-C and SIGTERM end the page's wait; the tunnel is then
+            // torn down before we exit.
+            let stop = interrupt::flag();
+            let ended =
+                ::launch::view_in_browser(&deployed, &browser, deadline, &mut observer, stop)?;
+            Ok(match ended {
+                PageEnded::Closed => ExitCode::SUCCESS,
+                PageEnded::Stopped => {
+                    eprintln!("olive2022: interrupted");
+                    ExitCode::from(crate::INTERRUPTED)
+                }
+            })
+        }
+    }
 }
 
 fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1: &Tier1) -> Result<ExitCode> {
@@ -96,9 +120,14 @@ fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1: &Tier1) -> Result<ExitCode
     println!("UUID: {uuid}");
     println!("Canonical URL: {}", url.canonical());
     println!("Tier 1: {}", args.tier1_url);
+    let shown = if args.browser || args.viewer.as_deref() == Some(BROWSER_CHOICE) {
+        "serve noVNC to the web browser on 127.0.0.1 and open it"
+    } else {
+        "start a VNC viewer"
+    };
     println!(
         "Would deploy {uuid} through {}, open a WireGuard tunnel to it in this process, \
-         forward 127.0.0.1:59xx to {VNC_SERVICE}:{VNC_PORT} and start a VNC viewer.",
+         forward 127.0.0.1:59xx to {VNC_SERVICE}:{VNC_PORT} and {shown}.",
         tier1.origin()
     );
     Ok(ExitCode::SUCCESS)
