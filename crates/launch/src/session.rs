@@ -107,17 +107,37 @@ pub fn view(
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<ExitStatus, LaunchError> {
+    in_session(
+        deployed,
+        deadline,
+        stop,
+        observer,
+        async |session, observer| run_viewer(session, viewer, stop, observer).await,
+    )
+}
+
+/// Opens a [`Session`] for `deployed` on a runtime of its own, runs `work`
+/// on it and closes it, whatever `work` returned. `stop` cuts the opening
+/// short with [`LaunchError::Interrupted`]; `work` watches it itself.
+pub(crate) fn in_session<T>(
+    deployed: &Deployed,
+    deadline: Deadline,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+    work: impl AsyncFnOnce(&Session, &mut dyn Observer) -> Result<T, LaunchError>,
+) -> Result<T, LaunchError> {
     let config = deployed.tunnel_config()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(LaunchError::Runtime)?;
     runtime.block_on(async {
+        // Dropping a half-open session drops its tunnel.
         let session = tokio::select! {
             session = Session::open(deployed, config, deadline, observer) => session?,
             () = cancel::requested(stop) => return Err(interrupted("before the display answered")),
         };
-        let outcome = run_viewer(&session, viewer, stop, observer).await;
+        let outcome = work(&session, observer).await;
         session.close().await;
         tracing::info!("tunnel closed");
         outcome
@@ -157,7 +177,7 @@ async fn run_viewer(
 }
 
 /// The error of a stopped launch, logged once with when it happened.
-fn interrupted(when: &'static str) -> LaunchError {
+pub(crate) fn interrupted(when: &'static str) -> LaunchError {
     tracing::info!(when, "launch interrupted");
     LaunchError::Interrupted
 }

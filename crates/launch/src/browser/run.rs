@@ -6,22 +6,19 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
 
 use crate::browser::error::BrowserError;
 use crate::browser::novnc::NoVnc;
 use crate::browser::opener::Opener;
 use crate::browser::presence::{RELOAD_GRACE, until_page_leaves};
 use crate::browser::server::BrowserServer;
+use crate::cancel;
 use crate::deadline::Deadline;
 use crate::deploy::Deployed;
 use crate::error::LaunchError;
 use crate::observer::Observer;
-use crate::session::Session;
-
-/// How often the stop flag is looked at.
-const STOP_POLL: Duration = Duration::from_millis(100);
+use crate::session::{Session, in_session};
 
 /// What the browser view needs, found before anything is deployed.
 #[derive(Debug, Clone)]
@@ -53,8 +50,9 @@ pub enum PageEnded {
 
 /// The whole second step in a browser: opens a [`Session`] for
 /// `deployed`, serves the page until it has gone or `stop` is set (which
-/// also cuts the wait for the display short), then closes the session.
-/// The page must connect before `deadline`.
+/// also cuts the wait for the display short: then the result is
+/// [`LaunchError::Interrupted`]), then closes the session. The page must
+/// connect before `deadline`.
 pub fn view_in_browser(
     deployed: &Deployed,
     browser: &Browser,
@@ -62,23 +60,17 @@ pub fn view_in_browser(
     observer: &mut dyn Observer,
     stop: Arc<AtomicBool>,
 ) -> Result<PageEnded, LaunchError> {
-    let config = deployed.tunnel_config()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(LaunchError::Runtime)?;
-    runtime.block_on(async {
-        let opening = Session::open(deployed, config, deadline, observer);
-        let session = tokio::select! {
-            session = opening => session?,
-            // Dropping the half-open session drops its tunnel.
-            () = stopped(&stop) => return Ok(PageEnded::Stopped),
-        };
-        let ended = serve(&session, browser, deadline, observer, &stop).await;
-        session.close().await;
-        tracing::info!(?ended, "browser view ended; tunnel closed");
-        Ok(ended?)
-    })
+    in_session(
+        deployed,
+        deadline,
+        &stop,
+        observer,
+        async |session, observer| {
+            let ended = serve(session, browser, deadline, observer, &stop).await;
+            tracing::info!(?ended, "browser view ended");
+            Ok(ended?)
+        },
+    )
 }
 
 /// Serves the session's display to the browser until the page has gone.
@@ -110,15 +102,8 @@ async fn serve(
     );
     let ended = tokio::select! {
         gone = page_gone => gone.map(|()| PageEnded::Closed),
-        () = stopped(stop) => Ok(PageEnded::Stopped),
+        () = cancel::requested(stop) => Ok(PageEnded::Stopped),
     };
     server.shutdown();
     ended
-}
-
-/// Completes once `stop` is set.
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(STOP_POLL).await;
-    }
 }
