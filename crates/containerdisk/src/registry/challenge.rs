@@ -172,7 +172,8 @@ impl Registry {
     }
 
     /// `GET realm?service=…&scope=…` (Basic auth with the credentials, if
-    /// any) → the `token` (or `access_token`) of the JSON answer.
+    /// any), or a `POST` of an identity token → the `token` (or
+    /// `access_token`) of the JSON answer.
     fn fetch_token(
         &self,
         realm: &str,
@@ -191,6 +192,7 @@ impl Registry {
                 )));
             }
         }
+        let realm_url = url.clone();
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -198,11 +200,23 @@ impl Registry {
             }
             query.append_pair("scope", scope);
         }
-        let mut request = self.client.get(url.clone());
-        if let Some(credentials) = &self.options.credentials {
-            request = request.basic_auth(&credentials.username, Some(&credentials.password));
-        }
-        let what = format!("GET {} (token)", url.path());
+        let (request, what) = match self.options.credentials.as_ref() {
+            Some(credentials) => match credentials.identity_token() {
+                Some(refresh_token) => {
+                    self.refresh_token_request(realm_url, service, scope, refresh_token)
+                }
+                None => (
+                    self.client
+                        .get(url.clone())
+                        .basic_auth(&credentials.username, Some(&credentials.password)),
+                    format!("GET {} (token)", url.path()),
+                ),
+            },
+            None => (
+                self.client.get(url.clone()),
+                format!("GET {} (token)", url.path()),
+            ),
+        };
         let response = request.send().map_err(|e| self.transport_error(e, &what))?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -231,6 +245,34 @@ impl Registry {
             })
             .map(str::to_owned)
             .ok_or_else(|| self.protocol("token server answered without a token".into()))
+    }
+}
+
+impl Registry {
+    /// An identity token is an OAuth2 refresh token: it is exchanged at
+    /// the realm with a form POST (as Docker does), not sent as Basic auth.
+    fn refresh_token_request(
+        &self,
+        url: Url,
+        service: Option<&str>,
+        scope: &str,
+        refresh_token: &str,
+    ) -> (reqwest::blocking::RequestBuilder, String) {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", refresh_token)
+            .append_pair("client_id", "olive2022")
+            .append_pair("scope", scope);
+        if let Some(service) = service {
+            form.append_pair("service", service);
+        }
+        let what = format!("POST {} (token)", url.path());
+        let request = self
+            .client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.finish());
+        (request, what)
     }
 }
 

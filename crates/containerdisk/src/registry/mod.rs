@@ -35,13 +35,15 @@ mod manifest;
 mod retry;
 mod upload;
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Certificate, Method, StatusCode, Url};
 
 use crate::auth::Credentials;
+use crate::credentials::CredentialOrigin;
 use crate::digest::Digest;
 use crate::reference::{check_registry, is_loopback, is_valid_repository};
 
@@ -57,10 +59,17 @@ pub use crate::manifest::MANIFEST_MAX;
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Allow plain HTTP to a host that is not loopback (loopback registries
-    /// always get plain HTTP).
+    /// get plain HTTP unless [`Self::ca_file`] is set).
     pub insecure: bool,
     /// Credentials for Basic auth or the token server; `None` is anonymous.
     pub credentials: Option<Credentials>,
+    /// Where [`Self::credentials`] came from (or were looked for), for
+    /// authentication errors; `None` when the caller gave them.
+    pub credentials_origin: Option<CredentialOrigin>,
+    /// A PEM file of CA certificates trusted for this registry, on top of
+    /// the system's (which `SSL_CERT_FILE` and `SSL_CERT_DIR` replace). A
+    /// CA means the registry speaks TLS: HTTPS even on loopback.
+    pub ca_file: Option<PathBuf>,
     /// Bytes per `PATCH` request (and the memory an upload holds).
     pub chunk_size: u64,
     /// Failures in a row without progress before giving up (0: no retry).
@@ -81,6 +90,8 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure: false,
             credentials: None,
+            credentials_origin: None,
+            ca_file: None,
             chunk_size: 16 << 20,
             max_retries: 5,
             connect_timeout: Duration::from_secs(30),
@@ -107,14 +118,16 @@ pub struct Registry {
 
 impl Registry {
     /// A client for `registry` (`host[:port]`): HTTPS, or plain HTTP for a
-    /// loopback host or when `options.insecure` is set. Nothing is sent yet.
+    /// loopback host or when `options.insecure` is set, unless
+    /// `options.ca_file` names the registry's CA. Nothing is sent yet.
     pub fn new(registry: &str, options: RegistryOptions) -> Result<Registry, RegistryError> {
         let invalid = |reason: String| RegistryError::InvalidRegistry {
             registry: registry.to_owned(),
             reason,
         };
         check_registry(registry).map_err(|e| invalid(e.to_string()))?;
-        let scheme = if options.insecure || is_loopback(registry) {
+        let plain = options.insecure || is_loopback(registry);
+        let scheme = if plain && options.ca_file.is_none() {
             "http"
         } else {
             "https"
@@ -139,6 +152,9 @@ impl Registry {
         if is_loopback(registry) {
             // A proxy from the environment cannot reach our own loopback.
             builder = builder.no_proxy();
+        }
+        if let Some(path) = &options.ca_file {
+            builder = builder.tls_certs_merge(read_ca_file(path)?);
         }
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         {
@@ -185,6 +201,21 @@ impl Registry {
             _ => Err(self.status_error(&Method::HEAD, &url, response)),
         }
     }
+}
+
+/// The CA certificates of a PEM file (one or more).
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, RegistryError> {
+    let error = |reason: String| RegistryError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certificates =
+        Certificate::from_pem_bundle(&pem).map_err(|e| error(describe(&e.without_url())))?;
+    if certificates.is_empty() {
+        return Err(error("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
 }
 
 /// The scope a request needs from a token server.
