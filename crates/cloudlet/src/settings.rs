@@ -73,6 +73,9 @@ pub struct CloudletSettings {
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
     pub accel: Option<AccelSetting>,
+    /// PEM file of CA certificates trusted for registries, besides the
+    /// system's.
+    pub registry_ca: Option<PathBuf>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -186,6 +189,7 @@ impl CloudletSettings {
             cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
+            registry_ca: self.registry_ca.or(lower.registry_ca),
         }
     }
 
@@ -214,6 +218,7 @@ impl CloudletSettings {
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
+            registry_ca: self.registry_ca,
         })
     }
 
@@ -234,6 +239,7 @@ impl CloudletSettings {
             cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
+            registry_ca: config.registry_ca.as_deref().map(absolute),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
@@ -251,9 +257,14 @@ impl CloudletSettings {
 
     /// Relative paths taken from `dir`.
     fn anchor_paths(&mut self, dir: &Path) {
-        for path in [&mut self.recipes, &mut self.data_dir, &mut self.cache_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.recipes,
+            &mut self.data_dir,
+            &mut self.cache_dir,
+            &mut self.registry_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = dir.join(&*path);
