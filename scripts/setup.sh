@@ -31,13 +31,18 @@ set -euo pipefail
 #   systemd      systemd-analyze: the test of the cloudlet's unit file
 #                 (contrib/systemd) runs `systemd-analyze verify` on it
 #   prometheus   a real Prometheus scrapes the cloudlet's /metrics in a test
+#   golang-docker-credential-helpers pass gnupg  a real Docker credential
+#                 helper (docker-credential-pass over a throw-away GPG key)
+#                 gives the registry tests their credentials
+#   openssl      the throw-away CA and certificate of the HTTPS registry tests
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
     x11-xserver-utils bind9-dnsutils iproute2 nftables
     desktop-file-utils xdg-utils libglib2.0-bin
     xvfb tigervnc-viewer imagemagick
-    syslinux syslinux-common mtools dosfstools systemd prometheus)
+    syslinux syslinux-common mtools dosfstools systemd prometheus
+    golang-docker-credential-helpers pass gnupg openssl)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
