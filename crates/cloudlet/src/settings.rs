@@ -223,7 +223,8 @@ impl CloudletSettings {
     }
 
     /// `config` as a complete settings file: every key, the unset
-    /// `public-endpoint` as a comment showing what clients are told, and
+    /// `registry-ca` as a comment, the unset `public-endpoint` as a comment
+    /// showing what clients are told, and
     /// paths made absolute (so that the file means the same wherever it is
     /// saved).
     pub fn shown(config: &LocalCloudletConfig) -> Result<String, SettingsError> {
@@ -246,6 +247,9 @@ impl CloudletSettings {
              # variables, the --config file and the defaults (in that order).\n",
         );
         text += &toml::to_string(&settings).map_err(|e| SettingsError::Show(e.to_string()))?;
+        if config.registry_ca.is_none() {
+            text += "# registry-ca = \"FILE\"  # unset: the system's trust store only\n";
+        }
         if config.public_endpoint.is_none() {
             text += &format!(
                 "# public-endpoint = \"{}\"  # unset: loopback and the WireGuard port\n",

@@ -266,9 +266,17 @@ impl Registry {
         response: Response,
     ) -> RegistryError {
         let status = response.status();
-        let message = error_message(response);
+        let mut message = error_message(response);
         if status == StatusCode::FORBIDDEN {
             return self.auth_error(403, message);
+        }
+        // Go's TLS servers answer plain HTTP so; a loopback registry is
+        // plain HTTP unless its CA is given.
+        if status == StatusCode::BAD_REQUEST
+            && self.is_plain_http()
+            && message.contains("HTTP request to an HTTPS server")
+        {
+            message += " (it speaks HTTPS: trust its CA with --registry-ca FILE)";
         }
         RegistryError::Status {
             registry: self.name.clone(),
