@@ -297,7 +297,7 @@ impl Registry {
     pub(super) fn transport_error(&self, error: reqwest::Error, what: &str) -> RegistryError {
         let error = error.without_url();
         let registry = self.name.clone();
-        if let Some(tls) = tls_failure(&error) {
+        if let Some(tls) = super::tls::tls_failure(&error) {
             RegistryError::Tls {
                 registry,
                 detail: tls.to_string(),
@@ -382,25 +382,4 @@ pub(super) fn describe(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
-}
-
-/// The TLS error under a transport error, if that is what failed. rustls
-/// errors reach us wrapped in `io::Error`s (nested), whose `source()` skips
-/// the error they wrap: look inside those too.
-fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        let mut inner = error;
-        while let Some(wrapped) = inner
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            inner = wrapped;
-        }
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        cause = error.source();
-    }
-    None
 }

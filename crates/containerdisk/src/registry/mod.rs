@@ -10,6 +10,9 @@
 //! - `http`: building and sending requests, reading response headers;
 //! - `challenge`: `WWW-Authenticate` challenges, `Basic` credentials and
 //!   `Bearer` tokens;
+//! - `token`: fetching a `Bearer` token from the challenge's realm (with
+//!   the credentials, or an identity token);
+//! - `tls`: the registry CA file, and recognising a TLS failure;
 //! - `retry`: pauses between attempts, and when to give up;
 //! - `upload`: pushing a blob in chunks, resuming a broken upload;
 //! - `manifest`: pushing and pulling manifests;
@@ -33,14 +36,16 @@ mod error;
 mod http;
 mod manifest;
 mod retry;
+mod tls;
+mod token;
 mod upload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use reqwest::{Certificate, Method, StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 
 use crate::auth::Credentials;
 use crate::credentials::CredentialOrigin;
@@ -154,7 +159,11 @@ impl Registry {
             builder = builder.no_proxy();
         }
         if let Some(path) = &options.ca_file {
-            builder = builder.tls_certs_merge(read_ca_file(path)?);
+            let certificates = tls::read_ca_file(path).map_err(|reason| RegistryError::CaFile {
+                path: path.clone(),
+                reason,
+            })?;
+            builder = builder.tls_certs_merge(certificates);
         }
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         {
@@ -201,21 +210,6 @@ impl Registry {
             _ => Err(self.status_error(&Method::HEAD, &url, response)),
         }
     }
-}
-
-/// The CA certificates of a PEM file (one or more).
-fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, RegistryError> {
-    let error = |reason: String| RegistryError::CaFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    let certificates =
-        Certificate::from_pem_bundle(&pem).map_err(|e| error(describe(&e.without_url())))?;
-    if certificates.is_empty() {
-        return Err(error("no PEM certificate in it".into()));
-    }
-    Ok(certificates)
 }
 
 /// The scope a request needs from a token server.
