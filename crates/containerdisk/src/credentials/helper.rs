@@ -151,7 +151,7 @@ impl Helper<'_> {
             Ok(None) => "not found",
             Err(_) => "failed",
         };
-        tracing::debug!(
+        tracing::info!(
             helper = %self.program(),
             registry,
             outcome,
