@@ -36,6 +36,10 @@ set -euo pipefail
 #                 from /usr/share/novnc (a run-time dependency of that mode)
 #   chromium     a real headless browser shows the demo VM through
 #                 `demo --browser` in a test (driven over its DevTools pipe)
+#   golang-docker-credential-helpers pass gnupg  a real Docker credential
+#                 helper (docker-credential-pass over a throw-away GPG key)
+#                 gives the registry tests their credentials
+#   openssl      the throw-away CA and certificate of the HTTPS registry tests
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -43,7 +47,8 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     desktop-file-utils xdg-utils libglib2.0-bin
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
-    man-db groff-base novnc chromium)
+    man-db groff-base novnc chromium
+    golang-docker-credential-helpers pass gnupg openssl)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use containerdisk::auth::Credentials;
-use containerdisk::pull::{DiskSource, evict_lru, fetch_disk};
-use containerdisk::registry::NoProgress;
+use containerdisk::pull::{DiskSource, FetchOptions, evict_lru, fetch_disk_with};
+use containerdisk::registry::{NoProgress, RegistryOptions};
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::server::{PeerConfig, ServerHandle, Service};
 use vmrunner::{Accel, RunningVm, VmSpec};
@@ -46,6 +46,8 @@ pub struct LocalBackend {
     cache_max_bytes: u64,
     /// Cached disks running VMs use, and how many VMs each: never evicted.
     disks_in_use: Mutex<HashMap<PathBuf, usize>>,
+    /// CA certificates (PEM) trusted for registries besides the system's.
+    registry_ca: Option<PathBuf>,
 }
 
 /// A running deployment: its VM, and the cached disk under it.
@@ -79,6 +81,7 @@ impl LocalBackend {
             pulls: Mutex::new(Vec::new()),
             cache_max_bytes: 0,
             disks_in_use: Mutex::new(HashMap::new()),
+            registry_ca: None,
         })
     }
 
@@ -103,6 +106,13 @@ impl LocalBackend {
     /// limit): images no VM uses are evicted, least recently used first.
     pub fn with_cache_limit(mut self, max_bytes: u64) -> LocalBackend {
         self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// The same backend trusting the CA certificates of `ca_file` (PEM)
+    /// for registries, besides the system's (and HTTPS to a loopback one).
+    pub fn with_registry_ca(mut self, ca_file: Option<PathBuf>) -> LocalBackend {
+        self.registry_ca = ca_file;
         self
     }
 
@@ -161,7 +171,15 @@ impl Backend for LocalBackend {
         let deployment = spec.name.as_str();
         tracing::info!(deployment, image = %source, "pulling the disk image");
         let pulling = std::time::Instant::now();
-        let disk = fetch_disk(&source, &self.cache_dir, &mut NoProgress).map_err(|e| {
+        let options = FetchOptions {
+            registry: RegistryOptions {
+                ca_file: self.registry_ca.clone(),
+                ..RegistryOptions::default()
+            },
+            ..FetchOptions::default()
+        };
+        let fetched = fetch_disk_with(&source, &self.cache_dir, &options, &mut NoProgress);
+        let disk = fetched.map_err(|e| {
             if is_disk_full(&e) {
                 // Nothing partial stays: the pull's temporary directory is
                 // removed with it.

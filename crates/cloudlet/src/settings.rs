@@ -73,6 +73,9 @@ pub struct CloudletSettings {
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
     pub accel: Option<AccelSetting>,
+    /// PEM file of CA certificates trusted for registries, besides the
+    /// system's.
+    pub registry_ca: Option<PathBuf>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -186,6 +189,7 @@ impl CloudletSettings {
             cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
+            registry_ca: self.registry_ca.or(lower.registry_ca),
         }
     }
 
@@ -214,11 +218,13 @@ impl CloudletSettings {
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
+            registry_ca: self.registry_ca,
         })
     }
 
     /// `config` as a complete settings file: every key, the unset
-    /// `public-endpoint` as a comment showing what clients are told, and
+    /// `registry-ca` as a comment, the unset `public-endpoint` as a comment
+    /// showing what clients are told, and
     /// paths made absolute (so that the file means the same wherever it is
     /// saved).
     pub fn shown(config: &LocalCloudletConfig) -> Result<String, SettingsError> {
@@ -234,12 +240,16 @@ impl CloudletSettings {
             cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
+            registry_ca: config.registry_ca.as_deref().map(absolute),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
              # variables, the --config file and the defaults (in that order).\n",
         );
         text += &toml::to_string(&settings).map_err(|e| SettingsError::Show(e.to_string()))?;
+        if config.registry_ca.is_none() {
+            text += "# registry-ca = \"FILE\"  # unset: the system's trust store only\n";
+        }
         if config.public_endpoint.is_none() {
             text += &format!(
                 "# public-endpoint = \"{}\"  # unset: loopback and the WireGuard port\n",
@@ -251,9 +261,14 @@ impl CloudletSettings {
 
     /// Relative paths taken from `dir`.
     fn anchor_paths(&mut self, dir: &Path) {
-        for path in [&mut self.recipes, &mut self.data_dir, &mut self.cache_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.recipes,
+            &mut self.data_dir,
+            &mut self.cache_dir,
+            &mut self.registry_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = dir.join(&*path);

@@ -49,6 +49,9 @@ pub struct LocalCloudletConfig {
     pub cache_max_bytes: u64,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
+    /// PEM file of CA certificates trusted for registries, besides the
+    /// system's.
+    pub registry_ca: Option<PathBuf>,
 }
 
 impl LocalCloudletConfig {
@@ -123,7 +126,8 @@ impl LocalCloudlet {
                 path: data_dir.clone(),
                 source,
             })?
-            .with_cache_limit(config.cache_max_bytes);
+            .with_cache_limit(config.cache_max_bytes)
+            .with_registry_ca(config.registry_ca.clone());
         let public_endpoint = config
             .public_endpoint
             .clone()

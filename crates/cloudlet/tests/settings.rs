@@ -50,9 +50,14 @@ fn unset_fields_resolve_to_the_defaults() {
 fn a_file_is_read_with_its_paths_from_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cloudlet.toml");
-    std::fs::write(&path, "recipes = \"RECIPES\"\naccel = \"kvm\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "recipes = \"RECIPES\"\naccel = \"kvm\"\nregistry-ca = \"ca.pem\"\n",
+    )
+    .unwrap();
     let settings = CloudletSettings::from_file(&path).unwrap();
     assert_eq!(settings.recipes, Some(dir.path().join("RECIPES")));
+    assert_eq!(settings.registry_ca, Some(dir.path().join("ca.pem")));
     assert_eq!(settings.accel, Some(AccelSetting::Kvm));
 }
 

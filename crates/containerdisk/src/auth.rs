@@ -11,13 +11,12 @@
 //!    `~/.config/containers/auth.json`);
 //! 4. `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
 //!
-//! Unreadable or malformed files are skipped. Credential helpers
-//! (`credsStore`, `credHelpers`) are not run: they are external programs
-//! (often talking to a desktop keyring) that an archive job has no business
-//! starting; entries that only point to them, or hold an `identitytoken`
-//! instead of `auth`, are ignored. Log in with `--authfile`, or set
-//! `REGISTRY_AUTH_FILE`, to use such a registry.
+//! Unreadable or malformed files are skipped; entries without `auth` (an
+//! `identitytoken` only) are ignored. This module reads the `auths` entries
+//! only: [`crate::credentials::lookup`] searches the same files and also
+//! runs the credential helpers they name (`credHelpers`, `credsStore`).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +31,18 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The user name that marks the password as an identity token (a refresh
+/// token for the registry's token server), as Docker's credential helpers
+/// return it.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
 impl Credentials {
+    /// The identity token, when these credentials are one (user name
+    /// [`IDENTITY_TOKEN_USER`]).
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.password.as_str())
+    }
+
     /// Credentials from a user name and a password.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
         Credentials {
@@ -84,6 +94,9 @@ pub struct AuthEnv {
     pub docker_config: Option<PathBuf>,
     /// `$HOME`.
     pub home: Option<PathBuf>,
+    /// Variables added to the inherited environment of credential helpers
+    /// (empty from [`AuthEnv::from_env`]: they inherit the process's).
+    pub helper_env: Vec<(OsString, OsString)>,
 }
 
 impl AuthEnv {
@@ -100,6 +113,7 @@ impl AuthEnv {
             xdg_config_home: var("XDG_CONFIG_HOME"),
             docker_config: var("DOCKER_CONFIG"),
             home: var("HOME"),
+            helper_env: Vec::new(),
         }
     }
 
@@ -149,8 +163,23 @@ pub fn from_auth_files_in(env: &AuthEnv, registry: &str, repository: &str) -> Op
 /// The credentials one auth file holds for `repository` on `registry`;
 /// `None` when the file is missing, unreadable, malformed or has no entry.
 pub fn from_auth_file(file: &Path, registry: &str, repository: &str) -> Option<Credentials> {
+    let json = read_auth_file(file)?;
+    from_auths(&json, registry, repository)
+}
+
+/// An auth file's JSON; `None` when it is missing, unreadable or malformed.
+pub(crate) fn read_auth_file(file: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read(file).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The credentials the `auths` of an auth file's `json` hold for
+/// `repository` on `registry`.
+pub(crate) fn from_auths(
+    json: &serde_json::Value,
+    registry: &str,
+    repository: &str,
+) -> Option<Credentials> {
     let auths = json.get("auths")?.as_object()?;
     let registry = canonical_host(registry);
     let mut best: Option<(usize, Credentials)> = None;
@@ -196,7 +225,7 @@ fn key_matches(key: &str, registry: &str, repository: &str) -> Option<usize> {
 /// Splits an auth-file key into host and namespace path. Keys with a scheme
 /// (`https://host/v1/`, `http://host/v2/`) name the whole registry, as
 /// Docker writes them.
-fn normalize_key(key: &str) -> (&str, &str) {
+pub(crate) fn normalize_key(key: &str) -> (&str, &str) {
     let scheme_less = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"));
@@ -210,7 +239,7 @@ fn normalize_key(key: &str) -> (&str, &str) {
 }
 
 /// Lower-cases a host and folds Docker Hub's several names into one.
-fn canonical_host(host: &str) -> String {
+pub(crate) fn canonical_host(host: &str) -> String {
     let host = host.to_ascii_lowercase();
     match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),

@@ -12,6 +12,8 @@
 //! - [`image`]: the image config and manifest of a containerDisk;
 //! - [`reference`](mod@reference): image references (`registry/repository:tag`);
 //! - [`auth`]: registry credentials from the files container tools keep;
+//! - [`credentials`]: the search for a registry's credentials: those files
+//!   and the credential helpers they name;
 //! - [`registry`]: the OCI distribution API (push and pull);
 //! - [`layout`]: an OCI image layout directory instead of a registry,
 //!   written and read;
@@ -23,6 +25,7 @@
 //! `docs/containerdisk.md`.
 
 pub mod auth;
+pub mod credentials;
 pub mod digest;
 pub mod image;
 pub mod layer;

@@ -781,3 +781,46 @@ fn a_blob_with_the_wrong_content_is_refused() {
     );
     assert!(tree(root.path()).is_empty(), "{:?}", tree(root.path()));
 }
+
+#[test]
+fn pulls_over_https_with_the_registry_ca_as_the_cloudlet_does() {
+    require("openssl", "openssl");
+    let ca = testkit::tls::TestCa::new("olive2022 test CA");
+    let server = TestRegistry::start_with(None, Some(&ca));
+    let trusted = RegistryOptions {
+        ca_file: Some(ca.ca_pem.clone()),
+        ..registry_options(None)
+    };
+    let registry = Registry::new(&server.host, trusted.clone()).unwrap();
+    let image = converted(100_000, 13);
+    let digest = push_converted(&registry, "tls/pull", "v1", &image);
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let tag = ImageRef::Tag("v1".into());
+
+    let untrusted = fetch_disk_with(
+        &source(&server, "tls/pull", tag.clone(), None),
+        &cache,
+        &fetch_options(),
+        &mut NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        untrusted.to_string().contains(&server.host)
+            && untrusted.to_string().contains("--registry-ca"),
+        "without the CA a loopback registry is plain HTTP, which a TLS one refuses: {untrusted}"
+    );
+    let options = FetchOptions {
+        registry: trusted,
+        ..FetchOptions::default()
+    };
+    let disk = fetch_disk_with(
+        &source(&server, "tls/pull", tag, None),
+        &cache,
+        &options,
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert_eq!(disk.digest, digest);
+    check_cached(&disk, &cache, &image.content);
+}

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{Cut, CutProxy, FakeConfig, FakeRegistry, Recorder, require, skopeo};
 use containerdisk::auth::{self, AuthEnv, Credentials};
+use containerdisk::credentials::{self, CredentialOrigin, HelperError};
 use containerdisk::reference::{self, ImageReference};
 use containerdisk::registry::{NoProgress, Registry, RegistryError, RegistryOptions};
 use containerdisk::{BlobSource, Digest, MemoryBlob};
 use testkit::XorShift;
+use testkit::credential_helper::{PASS_HELPER, PassStore};
 use testkit::registry::TestRegistry;
+use testkit::tls::TestCa;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -948,6 +951,7 @@ fn auth_files_are_searched_in_order_and_bad_ones_skipped() {
         xdg_config_home: None,
         docker_config: None,
         home: Some(path("home/x").parent().unwrap().to_path_buf()),
+        helper_env: Vec::new(),
     };
     assert_eq!(
         env.auth_files(),
@@ -997,12 +1001,11 @@ fn auth_files_are_searched_in_order_and_bad_ones_skipped() {
     std::fs::remove_file(path("run/containers/auth.json")).unwrap();
     std::fs::create_dir(path("run/containers/auth.json")).unwrap();
     assert_eq!(find("a.example").as_deref(), Some("config:c"));
-    // Entries without `auth` (credential helpers, identity tokens) and bad
-    // base64 are ignored; so is `credsStore`.
+    // Entries without `auth` (identity tokens only) and bad base64 are
+    // ignored (credential helpers: `credential_helpers_*` below).
     std::fs::write(
         path("home/.config/containers/auth.json"),
-        r#"{"auths": {"a.example": {}, "b.example": {"identitytoken": "x"}, "c.example": {"auth": "!!!"}},
-            "credsStore": "desktop", "credHelpers": {"a.example": "pass"}}"#,
+        r#"{"auths": {"a.example": {}, "b.example": {"identitytoken": "x"}, "c.example": {"auth": "!!!"}}}"#,
     )
     .unwrap();
     assert_eq!(find("a.example").as_deref(), Some("docker:d"));
@@ -1066,4 +1069,279 @@ fn user_token_strings() {
             .to_string()
             .contains("secret-only")
     );
+}
+
+/// A Docker config directory holding `config.json` with `json`.
+fn docker_config(json: &serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
+    dir
+}
+
+/// The auth environment of a test: only `DOCKER_CONFIG`, and the helpers
+/// see `helper_env`.
+fn docker_env(
+    config: &tempfile::TempDir,
+    helper_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+) -> AuthEnv {
+    AuthEnv {
+        docker_config: Some(config.path().to_owned()),
+        helper_env,
+        ..AuthEnv::default()
+    }
+}
+
+fn push_with(host: &str, found: credentials::Found) -> Result<bool, RegistryError> {
+    let options = RegistryOptions {
+        credentials: found.credentials,
+        credentials_origin: Some(found.origin),
+        ..options(1 << 20)
+    };
+    let registry = Registry::new(host, options).unwrap();
+    registry.push_blob(
+        "helped/app",
+        &MemoryBlob::new(random_bytes(3000, 11)),
+        &mut NoProgress,
+    )
+}
+
+#[test]
+fn credential_helpers_give_a_push_its_credentials_with_dockers_precedence() {
+    require("docker-credential-pass", "golang-docker-credential-helpers");
+    let server = start_registry(Some(("pusher", "s3cret")));
+    let store = PassStore::new();
+    store.store(&server.host, "pusher", "s3cret");
+    let host = server.host.as_str();
+
+    // credHelpers[HOST] wins over a wrong `auths` entry.
+    let config = docker_config(&serde_json::json!({
+        "auths": {host: {"auth": base64_of("pusher:wrong")}},
+        "credHelpers": {host: PASS_HELPER},
+    }));
+    let found = credentials::lookup(&docker_env(&config, store.env()), host, "helped/app").unwrap();
+    let config_file = config.path().join("config.json");
+    assert_eq!(
+        found.origin,
+        CredentialOrigin::Helper {
+            program: "docker-credential-pass".into(),
+            config: config_file.clone()
+        }
+    );
+    assert!(push_with(host, found).unwrap(), "the blob was uploaded");
+
+    // credsStore serves every registry; a per-host helper beats it.
+    let config = docker_config(&serde_json::json!({"credsStore": PASS_HELPER}));
+    let found = credentials::lookup(&docker_env(&config, store.env()), host, "helped/app").unwrap();
+    assert!(matches!(found.origin, CredentialOrigin::Helper { .. }));
+    assert!(
+        !push_with(host, found).unwrap(),
+        "the registry has it already"
+    );
+    let config = docker_config(&serde_json::json!({
+        "credsStore": PASS_HELPER,
+        "credHelpers": {host: "olive2022-absent"},
+    }));
+    let error = credentials::lookup(&docker_env(&config, store.env()), host, "x").unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, HelperError::Missing { .. })
+            && text.contains("docker-credential-olive2022-absent")
+            && text.contains(&config.path().join("config.json").display().to_string()),
+        "{text}"
+    );
+
+    // A helper that holds nothing for the registry lets `auths` answer.
+    let config = docker_config(&serde_json::json!({
+        "auths": {"other.example": {"auth": base64_of("pusher:s3cret")}},
+        "credsStore": PASS_HELPER,
+    }));
+    let env = docker_env(&config, store.env());
+    let found = credentials::lookup(&env, "third.example", "x").unwrap();
+    assert!(found.credentials.is_none());
+    let origin = found.origin.to_string();
+    assert!(origin.contains("asked docker-credential-pass"), "{origin}");
+    let found = credentials::lookup(&env, "other.example", "x").unwrap();
+    assert_eq!(
+        found.origin,
+        CredentialOrigin::AuthFile(config.path().join("config.json"))
+    );
+}
+
+#[test]
+fn without_credentials_a_401_names_where_they_were_looked_for() {
+    let server = start_registry(Some(("pusher", "s3cret")));
+    let config = docker_config(&serde_json::json!({"auths": {}}));
+    let env = docker_env(&config, Vec::new());
+    let found = credentials::lookup(&env, &server.host, "helped/app").unwrap();
+    assert!(found.credentials.is_none());
+    let error = push_with(&server.host, found).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, RegistryError::NoCredentials { .. }),
+        "{error:?}"
+    );
+    assert!(
+        text.contains(&format!("no credentials configured for {}", server.host))
+            && text.contains(&config.path().join("config.json").display().to_string()),
+        "{text}"
+    );
+    // Rejected credentials name where they came from.
+    let config = docker_config(&serde_json::json!({
+        "auths": {&server.host: {"auth": base64_of("pusher:wrong")}},
+    }));
+    let found = credentials::lookup(&docker_env(&config, Vec::new()), &server.host, "x").unwrap();
+    let text = push_with(&server.host, found).unwrap_err().to_string();
+    assert!(
+        text.contains(&format!(
+            "credentials from {}",
+            config.path().join("config.json").display()
+        )),
+        "{text}"
+    );
+}
+
+/// A helper script `docker-credential-NAME` in `dir`, and the environment
+/// that finds it.
+fn script_helper(
+    dir: &tempfile::TempDir,
+    name: &str,
+    body: &str,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.path().join(format!("docker-credential-{name}"));
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let system = std::env::var_os("PATH").unwrap_or_default();
+    let mut search = std::ffi::OsString::from(dir.path());
+    search.push(":");
+    search.push(system);
+    vec![("PATH".into(), search)]
+}
+
+#[test]
+fn broken_helpers_are_clear_errors_that_never_show_a_secret() {
+    let bin = tempfile::tempdir().unwrap();
+    let lookup = |name: &str, body: &str| {
+        let env = script_helper(&bin, name, body);
+        let config = docker_config(&serde_json::json!({"credsStore": name}));
+        credentials::lookup(&docker_env(&config, env), "r.example", "x")
+    };
+    let error = lookup("fails", "echo 'keyring locked' >&2; exit 3").unwrap_err();
+    assert!(
+        matches!(error, HelperError::Failed { .. })
+            && error.to_string().contains("keyring locked")
+            && error.to_string().contains("r.example"),
+        "{error}"
+    );
+    let error = lookup("garbage", "echo 'Secret: hunter2-secret'").unwrap_err();
+    assert!(matches!(error, HelperError::BadAnswer { .. }), "{error}");
+    assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
+    let error = lookup("flood", "head -c 200000 /dev/zero | tr '\\0' x").unwrap_err();
+    assert!(error.to_string().contains("more output"), "{error}");
+    let found = lookup(
+        "reads",
+        r#"read url; printf '{"ServerURL":"%s","Username":"u-%s","Secret":"s"}' "$url" "$url""#,
+    )
+    .unwrap();
+    assert_eq!(
+        found.credentials.unwrap().username,
+        "u-r.example",
+        "the server URL went in on standard input"
+    );
+    let config = docker_config(&serde_json::json!({"credsStore": "../../bin/sh"}));
+    let error = credentials::lookup(&docker_env(&config, Vec::new()), "r.example", "x");
+    assert!(
+        matches!(error, Err(HelperError::InvalidName { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn identity_tokens_are_exchanged_at_the_token_server() {
+    let fake = FakeRegistry::start(FakeConfig {
+        bearer: Some((auth::IDENTITY_TOKEN_USER.into(), "refresh-secret".into())),
+        ..FakeConfig::default()
+    });
+    let credentials = Credentials::new(auth::IDENTITY_TOKEN_USER, "refresh-secret");
+    assert_eq!(credentials.identity_token(), Some("refresh-secret"));
+    let with_token = RegistryOptions {
+        credentials: Some(credentials),
+        ..options(4096)
+    };
+    let registry = Registry::new(&fake.host, with_token).unwrap();
+    let layer = MemoryBlob::new(random_bytes(5000, 3));
+    assert!(
+        registry
+            .push_blob("team/app", &layer, &mut NoProgress)
+            .unwrap()
+    );
+    assert_eq!(fake.state.lock().unwrap().token_requests, 1);
+    let wrong = Registry::new(
+        &fake.host,
+        with_credentials(options(4096), auth::IDENTITY_TOKEN_USER, "stale"),
+    )
+    .unwrap();
+    let error = wrong.blob_exists("team/app", layer.digest()).unwrap_err();
+    assert!(
+        matches!(error, RegistryError::Auth { status: 401, .. }),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("stale"), "{error}");
+}
+
+#[test]
+fn https_registry_with_its_ca_and_a_clear_tls_error_without() {
+    require("openssl", "openssl");
+    let ca = TestCa::new("olive2022 test CA");
+    let server = TestRegistry::start_with(None, Some(&ca));
+    let trusting = |ca_file: Option<&std::path::Path>| {
+        let options = RegistryOptions {
+            ca_file: ca_file.map(ToOwned::to_owned),
+            ..options(1 << 20)
+        };
+        Registry::new(&server.host, options)
+    };
+    let registry = trusting(Some(&ca.ca_pem)).unwrap();
+    assert!(
+        !registry.is_plain_http(),
+        "a CA means HTTPS, even on loopback"
+    );
+    let layer = MemoryBlob::new(random_bytes(10_000, 5));
+    assert!(
+        registry
+            .push_blob("tls/app", &layer, &mut NoProgress)
+            .unwrap()
+    );
+    assert_eq!(pull(&registry, "tls/app", layer.digest()), layer.bytes());
+
+    let other = TestCa::new("another CA");
+    let started = Instant::now();
+    let error = trusting(Some(&other.ca_pem))
+        .unwrap()
+        .push_blob("tls/app", &layer, &mut NoProgress)
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, RegistryError::Tls { .. }), "{error:?}");
+    assert!(
+        text.contains(&server.host)
+            && text.contains("--registry-ca")
+            && text.contains("certificate"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a TLS failure is not retried"
+    );
+
+    let not_pem = server.dir.path().join("config.yml");
+    let error = trusting(Some(&not_pem)).unwrap_err();
+    assert!(
+        matches!(error, RegistryError::CaFile { .. }) && error.to_string().contains("config.yml"),
+        "{error}"
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -57,6 +57,8 @@ pub struct ConvertSettings {
     pub layout: Option<PathBuf>,
     /// Plain HTTP to a registry that is not on loopback.
     pub insecure_registry: bool,
+    /// CA certificates (PEM) trusted for the registry besides the system's.
+    pub registry_ca: Option<PathBuf>,
     /// Where `<uuid>.yaml` recipes go.
     pub recipes: PathBuf,
     /// Where the compressed disk (and a downloaded package) go; a given

@@ -79,7 +79,10 @@ pub fn convert(
         &image,
         &layer,
         job,
-        settings.insecure_registry,
+        &push::Access {
+            insecure: settings.insecure_registry,
+            ca_file: settings.registry_ca.clone(),
+        },
         cancel,
         observer,
     )?;

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use containerdisk::auth;
+use containerdisk::credentials;
 use containerdisk::image::{Image, MANIFEST_MEDIA_TYPE};
 use containerdisk::layer::DiskLayer;
 use containerdisk::reference::ImageReference;
@@ -60,19 +61,28 @@ pub fn labels(name: &str, job: &ConvertJob) -> BTreeMap<String, String> {
     ])
 }
 
+/// How to reach the registry: plain HTTP allowed, and its CA.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Plain HTTP to a registry that is not on loopback.
+    pub insecure: bool,
+    /// CA certificates (PEM) trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Sends `image` with its `layer` to `destination`.
 pub fn store(
     destination: &Destination,
     image: &Image,
     layer: &DiskLayer,
     job: &ConvertJob,
-    insecure: bool,
+    access: &Access,
     cancel: &Arc<AtomicBool>,
     observer: &mut dyn Observer,
 ) -> Result<Pushed, ConvertError> {
     match destination {
         Destination::Registry(reference) => {
-            let (digest, uploaded) = push(reference, image, layer, insecure, cancel, observer)?;
+            let (digest, uploaded) = push(reference, image, layer, access, cancel, observer)?;
             Ok(Pushed {
                 image: reference.to_string(),
                 digest,
@@ -98,13 +108,17 @@ fn push(
     reference: &ImageReference,
     image: &Image,
     layer: &DiskLayer,
-    insecure: bool,
+    access: &Access,
     cancel: &Arc<AtomicBool>,
     observer: &mut dyn Observer,
 ) -> Result<(Digest, bool), ConvertError> {
+    let found = credentials::lookup_from_env(&reference.registry, &reference.repository)
+        .with_context(|| format!("cannot get the credentials for {}", reference.registry))?;
     let options = RegistryOptions {
-        insecure,
-        credentials: auth::from_auth_files_for(&reference.registry, &reference.repository),
+        insecure: access.insecure,
+        credentials: found.credentials,
+        credentials_origin: Some(found.origin),
+        ca_file: access.ca_file.clone(),
         ..RegistryOptions::default()
     };
     let registry = Registry::new(&reference.registry, options)

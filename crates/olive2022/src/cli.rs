@@ -204,6 +204,11 @@ pub struct ConvertArgs {
     /// Allow plain HTTP to a registry that is not on this machine.
     #[arg(long)]
     pub insecure_registry: bool,
+    /// PEM file of CA certificates to trust for the registry, besides the
+    /// system's (SSL_CERT_FILE replaces those); also means HTTPS to a
+    /// registry on this machine.
+    #[arg(long, env = "OLIVE2022_REGISTRY_CA", value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
     /// How to read and compress the disk.
     #[command(flatten)]
     pub disk: DiskArgs,
@@ -289,6 +294,11 @@ pub struct CloudletArgs {
     /// KVM, or always emulation (TCG) [default: auto].
     #[arg(long, env = "OLIVE2022_CLOUDLET_ACCEL", value_enum)]
     pub accel: Option<AccelArg>,
+    /// PEM file of CA certificates to trust for the registries images are
+    /// pulled from, besides the system's (SSL_CERT_FILE replaces those);
+    /// also means HTTPS to a registry on this machine.
+    #[arg(long, env = "OLIVE2022_CLOUDLET_REGISTRY_CA", value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).

@@ -151,6 +151,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         cache_max_bytes: args.cache_max_bytes,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
+        registry_ca: args.registry_ca.clone(),
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,

@@ -76,6 +76,7 @@ fn settings(args: &ConvertArgs) -> Result<ConvertSettings> {
         registry: args.registry.clone(),
         layout,
         insecure_registry: args.insecure_registry,
+        registry_ca: args.registry_ca.clone(),
         recipes: args.recipes.clone(),
         tmp_dir: args.tmp_dir.clone(),
         name: args.disk.name.clone(),

@@ -409,6 +409,7 @@ fn convert(cli: &Cli, package: &Path, layout: &Path, recipes: &Path) -> Result<S
         registry: String::new(),
         layout: Some(layout.to_owned()),
         insecure_registry: false,
+        registry_ca: None,
         recipes: recipes.to_owned(),
         tmp_dir: None,
         name: None,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use testkit::credential_helper::{PASS_HELPER, PassStore};
 use testkit::registry::TestRegistry;
+use testkit::tls::TestCa;
 use testkit::{assert_same_disk, ext4_disk, package, qcow2_of, run};
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/abc123/package.nxpk";
@@ -515,5 +517,110 @@ fn interrupt_a_push(signal: &str) {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", text(&output));
     assert!(!f.recipe_path().exists());
+    f.assert_no_leftovers();
+}
+
+/// `$DOCKER_CONFIG` with a `config.json` of `json`.
+fn docker_config(f: &Fixture, name: &str, json: &Value) -> PathBuf {
+    let dir = f.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+    dir
+}
+
+/// `DOCKER_CONFIG` and the variables of a pass store.
+fn env_with<'a>(store_env: &'a [(String, PathBuf)], config: &'a Path) -> Vec<(&'a str, &'a Path)> {
+    let mut env: Vec<(&str, &Path)> = vec![("DOCKER_CONFIG", config)];
+    env.extend(store_env.iter().map(|(k, v)| (k.as_str(), v.as_path())));
+    env
+}
+
+#[test]
+fn credentials_from_a_real_credential_helper_and_a_401_that_says_where_it_looked() {
+    let f = fixture();
+    let registry = TestRegistry::start(Some(("pusher", "s3cret")));
+    let repo = format!("{}/private/olive", registry.host);
+    let store = PassStore::new();
+    store.store(&registry.host, "pusher", "s3cret");
+    let store_env: Vec<(String, PathBuf)> = store
+        .env()
+        .into_iter()
+        .map(|(key, value)| (key.into_string().unwrap(), PathBuf::from(value)))
+        .collect();
+    let args = ["--registry", &repo, "--deploy-token", "deploy:tok3n"];
+
+    let plain = docker_config(&f, "plain", &serde_json::json!({"auths": {}}));
+    let output = f.convert(&args, &env_with(&store_env, &plain));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let said = text(&output);
+    assert!(
+        said.contains(&format!("no credentials configured for {}", registry.host))
+            && said.contains(&plain.join("config.json").display().to_string()),
+        "{said}"
+    );
+    assert!(!f.recipe_path().exists(), "no recipe after a failed push");
+
+    let helped = docker_config(
+        &f,
+        "helped",
+        &serde_json::json!({"credHelpers": {&registry.host: PASS_HELPER}}),
+    );
+    let output = f.convert(&args, &env_with(&store_env, &helped));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains("s3cret"));
+    assert_eq!(safe_load(&f.recipe_path())["restricted"], true);
+    f.assert_no_leftovers();
+}
+
+#[test]
+fn https_registry_trusted_with_registry_ca_or_ssl_cert_file() {
+    let f = fixture();
+    let ca = TestCa::new("olive2022 test CA");
+    let other = TestCa::new("another CA");
+    let registry = TestRegistry::start_with(None, Some(&ca));
+    let repo = format!("{}/olive", registry.host);
+    let trusting = |file: &Path| {
+        [
+            "--registry",
+            &repo,
+            "--yes",
+            "--registry-ca",
+            file.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+    };
+
+    let wrong = trusting(&other.ca_pem);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let output = f.convert(&wrong, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let said = text(&output);
+    assert!(
+        said.contains("TLS") && said.contains(&registry.host) && said.contains("--registry-ca"),
+        "{said}"
+    );
+    assert!(!f.recipe_path().exists());
+
+    // The system's trust store, replaced by SSL_CERT_FILE, still counts.
+    let output = f.convert(&wrong, &[("SSL_CERT_FILE", &ca.ca_pem)]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let right = trusting(&ca.ca_pem);
+    let right: Vec<&str> = right.iter().map(String::as_str).collect();
+    let output = f.convert(&right, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let image = safe_load(&f.recipe_path());
+    assert!(
+        image["values"]["containerDisk"]["repository"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&registry.host)),
+        "{image:?}"
+    );
+    assert!(
+        registry
+            .storage()
+            .join("docker/registry/v2/repositories/olive")
+            .is_dir()
+    );
     f.assert_no_leftovers();
 }

@@ -10,8 +10,10 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cloudlet;
+pub mod credential_helper;
 pub mod http;
 pub mod registry;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

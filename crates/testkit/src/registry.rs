@@ -1,6 +1,7 @@
 //! A real OCI registry for tests: the CNCF distribution registry
 //! (Debian's `docker-registry`) on loopback, storage in a temporary
-//! directory, optionally behind htpasswd authentication.
+//! directory, optionally behind htpasswd authentication, optionally over
+//! HTTPS with a certificate from a throw-away CA ([`crate::tls::TestCa`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::run;
+use crate::tls::TestCa;
 
 /// A running registry, stopped when dropped.
 pub struct TestRegistry {
@@ -22,6 +24,12 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry; with `user`, it requires that user and password.
     pub fn start(user: Option<(&str, &str)>) -> TestRegistry {
+        TestRegistry::start_with(user, None)
+    }
+
+    /// Starts a registry as [`Self::start`], serving HTTPS with the server
+    /// certificate of `tls` when given.
+    pub fn start_with(user: Option<(&str, &str)>, tls: Option<&TestCa>) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -37,10 +45,18 @@ impl TestRegistry {
             }
             None => String::new(),
         };
+        let tls = match tls {
+            Some(ca) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                ca.cert_pem.display(),
+                ca.key_pem.display()
+            ),
+            None => String::new(),
+        };
         let storage = dir.path().join("storage");
         // A fixed secret keeps upload sessions valid across a restart.
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: olive2022-test-secret\n{auth}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: olive2022-test-secret\n{tls}{auth}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");

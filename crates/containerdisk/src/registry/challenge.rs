@@ -1,4 +1,5 @@
-//! Authentication: the registry's `WWW-Authenticate` challenges, answered.
+//! Authentication: the registry's `WWW-Authenticate` challenges, answered
+//! (the token requests themselves are in `token`).
 //!
 //! The first 401 tells which scheme the registry wants: `Basic` with the
 //! credentials, or `Bearer` with a token fetched from the challenge's realm
@@ -9,21 +10,15 @@
 //! its token realm), and never appear in errors or `Debug` output.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::PoisonError;
 
 use base64::Engine as _;
+use reqwest::Url;
 use reqwest::blocking::Request;
 use reqwest::header::{self, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
 
-use super::error::error_message;
 use super::{Registry, RegistryError};
 use crate::auth::Credentials;
-use crate::reference::is_loopback;
-
-/// The most of a token response that is read.
-const TOKEN_BODY_MAX: u64 = 1 << 20;
 
 /// A registry's authentication scheme, learnt from its first challenge.
 #[derive(Debug, Clone)]
@@ -169,68 +164,6 @@ impl Registry {
             }
             Err(error)
         }
-    }
-
-    /// `GET realm?service=…&scope=…` (Basic auth with the credentials, if
-    /// any) → the `token` (or `access_token`) of the JSON answer.
-    fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<String, RegistryError> {
-        let mut url = Url::parse(realm)
-            .map_err(|_| self.protocol(format!("sent an invalid token realm {realm:?}")))?;
-        let plain_ok = self.is_plain_http() || url.host_str().is_some_and(is_loopback);
-        match url.scheme() {
-            "https" => {}
-            "http" if plain_ok => {}
-            _ => {
-                return Err(self.protocol(format!(
-                    "sent a token realm {realm:?} that is not HTTPS; use --insecure-registry to allow it"
-                )));
-            }
-        }
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = service {
-                query.append_pair("service", service);
-            }
-            query.append_pair("scope", scope);
-        }
-        let mut request = self.client.get(url.clone());
-        if let Some(credentials) = &self.options.credentials {
-            request = request.basic_auth(&credentials.username, Some(&credentials.password));
-        }
-        let what = format!("GET {} (token)", url.path());
-        let response = request.send().map_err(|e| self.transport_error(e, &what))?;
-        let status = response.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let message = error_message(response);
-            return Err(
-                self.auth_error(status.as_u16(), format!("token server refused: {message}"))
-            );
-        }
-        if !status.is_success() {
-            return Err(self.status_error(&Method::GET, &url, response));
-        }
-        let mut body = Vec::new();
-        response
-            .take(TOKEN_BODY_MAX)
-            .read_to_end(&mut body)
-            .map_err(|e| self.read_error("reading a token", &e))?;
-        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-            self.protocol("token server answered something that is not JSON".into())
-        })?;
-        ["token", "access_token"]
-            .iter()
-            .find_map(|key| {
-                json.get(key)
-                    .and_then(|v| v.as_str())
-                    .filter(|t| !t.is_empty())
-            })
-            .map(str::to_owned)
-            .ok_or_else(|| self.protocol("token server answered without a token".into()))
     }
 }
 

@@ -8,11 +8,13 @@
 //! and status codes lives here, in one place.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use reqwest::blocking::Response;
 use reqwest::{Method, StatusCode, Url};
 
 use super::Registry;
+use crate::credentials::CredentialOrigin;
 use crate::digest::Digest;
 
 /// The most of an error response body that is read to explain it.
@@ -64,7 +66,10 @@ pub enum RegistryError {
         detail: String,
     },
     /// The registry (or its token server) rejected the credentials.
-    #[error("authentication failed for {registry} ({status}){}", colon(message))]
+    #[error(
+        "authentication failed for {registry} ({status}){} ({origin})",
+        colon(message)
+    )]
     Auth {
         /// The registry.
         registry: String,
@@ -72,10 +77,12 @@ pub enum RegistryError {
         status: u16,
         /// The registry's explanation.
         message: String,
+        /// Where the credentials came from.
+        origin: Box<CredentialOrigin>,
     },
     /// The registry wants credentials and none were given.
     #[error(
-        "registry {registry} requires authentication ({status}{}): no credentials for {registry}; \
+        "registry {registry} requires authentication ({status}{}): {origin}; \
          log in with podman/docker or set REGISTRY_AUTH_FILE",
         colon(message)
     )]
@@ -86,6 +93,28 @@ pub enum RegistryError {
         status: u16,
         /// The registry's explanation.
         message: String,
+        /// Where credentials were looked for.
+        origin: Box<CredentialOrigin>,
+    },
+    /// The TLS connection failed: an untrusted or wrong certificate, or a
+    /// server that does not speak TLS.
+    #[error(
+        "TLS with registry {registry} failed: {detail}; if it uses a private CA, \
+         trust it with --registry-ca FILE (or SSL_CERT_FILE)"
+    )]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// Why.
+        detail: String,
+    },
+    /// The registry CA file cannot be used.
+    #[error("cannot use the registry CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// Any other unexpected HTTP status.
     #[error("registry {registry} answered {status} to {request}{}", colon(message))]
@@ -189,11 +218,13 @@ impl RegistryError {
 
 impl Registry {
     pub(super) fn auth_error(&self, status: u16, message: String) -> RegistryError {
+        let origin = Box::new(self.credentials_origin());
         match &self.options.credentials {
             None => RegistryError::NoCredentials {
                 registry: self.name.clone(),
                 status,
                 message,
+                origin,
             },
             Some(credentials) => RegistryError::Auth {
                 registry: self.name.clone(),
@@ -209,6 +240,21 @@ impl Registry {
                 } else {
                     message
                 },
+                origin,
+            },
+        }
+    }
+
+    /// Where the credentials came from: as the options say, else given by
+    /// the caller (or, without credentials, looked for nowhere).
+    fn credentials_origin(&self) -> CredentialOrigin {
+        match (&self.options.credentials_origin, &self.options.credentials) {
+            (Some(origin), _) => origin.clone(),
+            (None, Some(_)) => CredentialOrigin::Given,
+            (None, None) => CredentialOrigin::NotFound {
+                registry: self.name.clone(),
+                searched: Vec::new(),
+                helpers: Vec::new(),
             },
         }
     }
@@ -220,9 +266,17 @@ impl Registry {
         response: Response,
     ) -> RegistryError {
         let status = response.status();
-        let message = error_message(response);
+        let mut message = error_message(response);
         if status == StatusCode::FORBIDDEN {
             return self.auth_error(403, message);
+        }
+        // Go's TLS servers answer plain HTTP so; a loopback registry is
+        // plain HTTP unless its CA is given.
+        if status == StatusCode::BAD_REQUEST
+            && self.is_plain_http()
+            && message.contains("HTTP request to an HTTPS server")
+        {
+            message += " (it speaks HTTPS: trust its CA with --registry-ca FILE)";
         }
         RegistryError::Status {
             registry: self.name.clone(),
@@ -243,7 +297,12 @@ impl Registry {
     pub(super) fn transport_error(&self, error: reqwest::Error, what: &str) -> RegistryError {
         let error = error.without_url();
         let registry = self.name.clone();
-        if error.is_timeout() {
+        if let Some(tls) = super::tls::tls_failure(&error) {
+            RegistryError::Tls {
+                registry,
+                detail: tls.to_string(),
+            }
+        } else if error.is_timeout() {
             RegistryError::Timeout {
                 registry,
                 detail: format!("{what}: {}", describe(&error)),

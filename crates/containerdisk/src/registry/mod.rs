@@ -10,6 +10,9 @@
 //! - `http`: building and sending requests, reading response headers;
 //! - `challenge`: `WWW-Authenticate` challenges, `Basic` credentials and
 //!   `Bearer` tokens;
+//! - `token`: fetching a `Bearer` token from the challenge's realm (with
+//!   the credentials, or an identity token);
+//! - `tls`: the registry CA file, and recognising a TLS failure;
 //! - `retry`: pauses between attempts, and when to give up;
 //! - `upload`: pushing a blob in chunks, resuming a broken upload;
 //! - `manifest`: pushing and pulling manifests;
@@ -33,8 +36,11 @@ mod error;
 mod http;
 mod manifest;
 mod retry;
+mod tls;
+mod token;
 mod upload;
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +48,7 @@ use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode, Url};
 
 use crate::auth::Credentials;
+use crate::credentials::CredentialOrigin;
 use crate::digest::Digest;
 use crate::reference::{check_registry, is_loopback, is_valid_repository};
 
@@ -57,10 +64,17 @@ pub use crate::manifest::MANIFEST_MAX;
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Allow plain HTTP to a host that is not loopback (loopback registries
-    /// always get plain HTTP).
+    /// get plain HTTP unless [`Self::ca_file`] is set).
     pub insecure: bool,
     /// Credentials for Basic auth or the token server; `None` is anonymous.
     pub credentials: Option<Credentials>,
+    /// Where [`Self::credentials`] came from (or were looked for), for
+    /// authentication errors; `None` when the caller gave them.
+    pub credentials_origin: Option<CredentialOrigin>,
+    /// A PEM file of CA certificates trusted for this registry, on top of
+    /// the system's (which `SSL_CERT_FILE` and `SSL_CERT_DIR` replace). A
+    /// CA means the registry speaks TLS: HTTPS even on loopback.
+    pub ca_file: Option<PathBuf>,
     /// Bytes per `PATCH` request (and the memory an upload holds).
     pub chunk_size: u64,
     /// Failures in a row without progress before giving up (0: no retry).
@@ -81,6 +95,8 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure: false,
             credentials: None,
+            credentials_origin: None,
+            ca_file: None,
             chunk_size: 16 << 20,
             max_retries: 5,
             connect_timeout: Duration::from_secs(30),
@@ -107,14 +123,16 @@ pub struct Registry {
 
 impl Registry {
     /// A client for `registry` (`host[:port]`): HTTPS, or plain HTTP for a
-    /// loopback host or when `options.insecure` is set. Nothing is sent yet.
+    /// loopback host or when `options.insecure` is set, unless
+    /// `options.ca_file` names the registry's CA. Nothing is sent yet.
     pub fn new(registry: &str, options: RegistryOptions) -> Result<Registry, RegistryError> {
         let invalid = |reason: String| RegistryError::InvalidRegistry {
             registry: registry.to_owned(),
             reason,
         };
         check_registry(registry).map_err(|e| invalid(e.to_string()))?;
-        let scheme = if options.insecure || is_loopback(registry) {
+        let plain = options.insecure || is_loopback(registry);
+        let scheme = if plain && options.ca_file.is_none() {
             "http"
         } else {
             "https"
@@ -139,6 +157,13 @@ impl Registry {
         if is_loopback(registry) {
             // A proxy from the environment cannot reach our own loopback.
             builder = builder.no_proxy();
+        }
+        if let Some(path) = &options.ca_file {
+            let certificates = tls::read_ca_file(path).map_err(|reason| RegistryError::CaFile {
+                path: path.clone(),
+                reason,
+            })?;
+            builder = builder.tls_certs_merge(certificates);
         }
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         {

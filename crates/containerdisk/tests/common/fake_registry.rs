@@ -128,6 +128,10 @@ fn authenticate(
     state: &Mutex<FakeState>,
     request: &Request,
 ) -> Option<Reply> {
+    if request.path() == "/token" && request.method == "POST" {
+        state.lock().unwrap().token_requests += 1;
+        return Some(refresh(user, password, request));
+    }
     if request.path() == "/token" {
         state.lock().unwrap().token_requests += 1;
         let expected = format!(
@@ -150,6 +154,30 @@ fn authenticate(
     let challenge = format!(r#"Bearer realm="http://{host}/token",service="fake-registry""#);
     let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
     Some(respond(401, &[("WWW-Authenticate", challenge)], body))
+}
+
+/// The OAuth2 refresh-token grant: an identity token (user `<token>`)
+/// exchanged for an access token.
+fn refresh(user: &str, password: &str, request: &Request) -> Reply {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let valid = user == containerdisk::auth::IDENTITY_TOKEN_USER
+        && field("grant_type") == Some("refresh_token")
+        && field("refresh_token") == Some(password)
+        && field("service") == Some("fake-registry")
+        && field("scope").is_some_and(|scope| scope.starts_with("repository:"))
+        && request.header("authorization").is_none();
+    if !valid {
+        return respond(401, &[], br#"{"details":"bad refresh token"}"#);
+    }
+    let body = format!(r#"{{"access_token":"{TOKEN}"}}"#);
+    respond(200, &[], body.as_bytes())
 }
 
 /// `…/blobs/uploads/[id]`: open, send chunks to, ask about, close an upload.
