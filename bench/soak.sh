@@ -8,8 +8,8 @@
 # seconds (default 60) against the deploys served so far, and at the end,
 # and the QEMU processes left after SIGTERM (must be 0). RSS and
 # descriptors must not grow with the number of cycles: the last line of
-# figures is the RSS change per 1000 deploys between the first sample
-# after warm-up and the last (a leak of 1 KiB per deploy shows as 1 MiB). Needs root like the
+# figures is the RSS trend per 1000 deploys after warm-up, and the idle RSS
+# at the end (after the last leases expired) tells against the start. Needs root like the
 # tests (QEMU, KVM when /dev/kvm works).
 #
 # usage: bench/soak.sh [SECONDS] [CLIENTS]   (default: 600 s, 20 clients)
@@ -93,11 +93,19 @@ report "end"
 count() { awk -v outcome="$1" '$0 == outcome { n++ } END { print n + 0 }' "$work/outcomes" 2>/dev/null || echo 0; }
 echo "deploys served: $(count served), refused at capacity: $(count at_capacity), rate-limited: $(count rate_limited), errors: $(count error)"
 [ -f "$work/errors" ] && { echo "first errors:"; head -5 "$work/errors"; }
-# Growth per 1000 deploys from the second sample (the first minute warms
-# the allocator and the caches) to the last.
-awk 'NR == 3 { d0 = $2; r0 = $3 } NR > 3 { d1 = $2; r1 = $3 }
-     END { if (d1 > d0) printf "RSS change per 1000 deploys after warm-up: %+.2f MiB (%.1f → %.1f MiB over %d deploys)\n", (r1 - r0) * 1000 / (d1 - d0), r0, r1, d1 - d0;
-           else print "too few samples for the RSS trend (run longer)" }' "$work/samples"
+# The RSS trend against deploys served: a least-squares slope over the
+# samples after the first (which warms the allocator and the caches), with
+# the samples' spread around it, since RSS under load swings by a few MiB
+# with whatever is in flight. A leak of 1 KiB per deploy is +1 MiB/1000.
+awk 'NR > 2 { n++; x[n] = $2; y[n] = $3; sx += $2; sy += $3 }
+     END {
+         if (n < 3) { print "too few samples for the RSS trend (run longer)"; exit }
+         mx = sx / n; my = sy / n
+         for (i = 1; i <= n; i++) { sxy += (x[i] - mx) * (y[i] - my); sxx += (x[i] - mx) ^ 2 }
+         b = sxx > 0 ? sxy / sxx : 0
+         for (i = 1; i <= n; i++) { r = y[i] - my - b * (x[i] - mx); ss += r * r }
+         printf "RSS trend after warm-up: %+.2f MiB per 1000 deploys (%d samples, spread ±%.1f MiB, mean %.1f MiB)\n", b * 1000, n, sqrt(ss / n), my
+     }' "$work/samples"
 kill -TERM "$cloudlet"
 wait "$cloudlet" && echo "cloudlet exited 0 after SIGTERM"
 cloudlet=
