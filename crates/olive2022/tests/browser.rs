@@ -457,6 +457,50 @@ fn the_demo_vm_in_a_headless_chromium() {
     assert!(log.contains("the browser's page was closed"), "{log}");
 }
 
+/// SIGTERM while the page is open: the demo stops the launch (its browser
+/// server and tunnel), the cloudlet and the VM, exits 130, and leaves
+/// nothing in TMPDIR and no QEMU.
+#[test]
+fn sigterm_with_the_page_open_leaves_nothing() {
+    let mut demo = Demo::start();
+    let url = demo.url();
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tmp = demo.dir.path().join("tmp");
+    let qemus = || {
+        testkit::run(
+            "sh",
+            &[
+                "-c",
+                &format!("pgrep -fc '[q]emu-system.*{}' || true", tmp.display()),
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(qemus(), "1", "{}", demo.log());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &demo.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = demo.wait(Duration::from_secs(40));
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{}", demo.log());
+    assert!(!demo.log().contains("panicked"), "{}", demo.log());
+    assert_eq!(qemus(), "0", "{}", demo.log());
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    // The page's server is gone with the launch.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
 /// `olive2022 launch` against a tier 1 that is not there (port 1), with
 /// `PATH` holding no viewer: how far it gets shows what it chose, as the
 /// viewer (or browser) is found before anything is deployed.
