@@ -73,6 +73,8 @@ pub struct CloudletConfig {
     /// Client networks accepted, for the cloudlet list (default
     /// `0.0.0.0/0`).
     pub accepted_clients: Vec<String>,
+    /// Client networks refused, for the cloudlet list.
+    pub rejected_clients: Vec<String>,
 }
 
 /// Settings that cannot work.
@@ -128,6 +130,7 @@ impl CloudletConfig {
             locations: Vec::new(),
             local_networks: Vec::new(),
             accepted_clients: vec!["0.0.0.0/0".to_owned()],
+            rejected_clients: Vec::new(),
         }
     }
 
@@ -150,6 +153,7 @@ impl CloudletConfig {
             .iter()
             .chain(&self.local_networks)
             .chain(&self.accepted_clients)
+            .chain(&self.rejected_clients)
         {
             if !network.contains('/') || network.parse::<IpNet>().is_err() {
                 return Err(ConfigError::Network(network.clone()));

@@ -15,15 +15,23 @@
 //! it the cloudlet's public key, so a new key would lock them out until
 //! their cache is cleared. It is a private key in base64 on one line, mode
 //! 0600, created on first start.
+//!
+//! So must the cloudlet's identity ([`CLOUDLET_ID_FILE`]): the UUID it
+//! reports to tier 1, so that a restarted cloudlet refreshes its entry
+//! there instead of leaving a stale twin for five minutes.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sinfonia::keys::{KeyFormatError, KeyPair, decode_key, encode_key};
+use uuid::Uuid;
 
 /// The key's file name in the data directory.
 pub const KEY_FILE: &str = "wireguard.key";
+
+/// The cloudlet UUID's file name in the data directory.
+pub const CLOUDLET_ID_FILE: &str = "cloudlet.uuid";
 
 /// Why the data directory or its key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,12 @@ pub enum DataDirError {
         path: PathBuf,
         /// Why.
         source: KeyFormatError,
+    },
+    /// The identity file holds something else than a UUID.
+    #[error("{} holds no cloudlet UUID", path.display())]
+    BadUuid {
+        /// The identity file.
+        path: PathBuf,
     },
     /// The key file cannot be written.
     #[error("cannot create {}: {source}", path.display())]
@@ -115,6 +129,29 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], DataDirError> {
     Ok(private)
 }
 
+/// The UUID in `path`, or a new random one written there when the file
+/// does not exist yet.
+pub fn load_or_create_uuid(path: &Path) -> Result<Uuid, DataDirError> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return text.trim().parse().map_err(|_| DataDirError::BadUuid {
+            path: path.to_owned(),
+        });
+    }
+    let uuid = Uuid::new_v4();
+    let write_error = |source| DataDirError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(write_error)?;
+    writeln!(file, "{uuid}").map_err(write_error)?;
+    Ok(uuid)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -133,6 +170,19 @@ mod tests {
         assert!(matches!(
             load_or_create_key(&path),
             Err(DataDirError::BadKey { .. })
+        ));
+    }
+
+    #[test]
+    fn the_uuid_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CLOUDLET_ID_FILE);
+        let first = load_or_create_uuid(&path).unwrap();
+        assert_eq!(load_or_create_uuid(&path).unwrap(), first);
+        std::fs::write(&path, "nope\n").unwrap();
+        assert!(matches!(
+            load_or_create_uuid(&path),
+            Err(DataDirError::BadUuid { .. })
         ));
     }
 }

@@ -26,6 +26,10 @@
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
 //!   and clients on the user-space WireGuard server (`tunnel`);
 //! - [`data_dir`]: the data and cache directories and the WireGuard key;
+//! - [`reporter`]: reports to Sinfonia tier 1s ([`reporter::Federation`]),
+//!   with backoff, bearer token and a goodbye on stop;
+//! - [`resources`]: the load reported (CPU, memory, network from `/proc`,
+//!   free VM slots);
 //! - [`settings`]: the options of `olive2022 cloudlet` from flags,
 //!   environment, a TOML file and defaults, [`CloudletSettings`];
 //! - [`standalone`]: all of it started in one call,
@@ -46,6 +50,8 @@ pub mod names;
 pub mod problems;
 pub mod rate_limit;
 pub mod recipes;
+pub mod reporter;
+pub mod resources;
 pub mod server;
 pub mod settings;
 pub mod spec;

@@ -152,7 +152,7 @@ impl<B: Backend> App<B> {
             locations: self.config.locations.clone(),
             local_networks: self.config.local_networks.clone(),
             accepted_clients: self.config.accepted_clients.clone(),
-            rejected_clients: Vec::new(),
+            rejected_clients: self.config.rejected_clients.clone(),
             last_update: Some(rfc3339(SystemTime::now())),
         }
     }

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use vmrunner::Accel;
 
 use crate::data_dir::{DataDirError, default_cache_dir, default_data_dir};
+use crate::reporter::Federation;
 use crate::standalone::LocalCloudletConfig;
 
 /// The largest settings file read: a complete one is under 1 KiB.
@@ -48,7 +49,7 @@ pub const DEFAULT_RECIPES: &str = "RECIPES";
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = crate::config::DEFAULT_IDLE_TIMEOUT.as_secs();
 
 /// Every option of `olive2022 cloudlet`, each possibly unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CloudletSettings {
     /// Address of the Sinfonia API (tier 1 and tier 2).
@@ -76,6 +77,21 @@ pub struct CloudletSettings {
     /// PEM file of CA certificates trusted for registries, besides the
     /// system's.
     pub registry_ca: Option<PathBuf>,
+    /// Tier 1 base URLs to report to.
+    #[serde(rename = "tier1-url")]
+    pub tier1_url: Option<Vec<String>>,
+    /// The base URL tier 1 and clients reach the API at.
+    pub public_url: Option<String>,
+    /// The bearer token sent with every report (never shown).
+    pub cloudlet_token: Option<String>,
+    /// `[latitude, longitude]` of this cloudlet, reported to tier 1.
+    pub location: Option<Vec<[f64; 2]>>,
+    /// Client networks considered close, reported to tier 1.
+    pub local_network: Option<Vec<String>>,
+    /// Client networks accepted, reported to tier 1.
+    pub accept_clients: Option<Vec<String>>,
+    /// Client networks refused, reported to tier 1.
+    pub reject_clients: Option<Vec<String>>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -150,6 +166,14 @@ pub enum SettingsError {
     /// A default directory cannot be found.
     #[error(transparent)]
     Directory(#[from] DataDirError),
+    /// A federation setting is not usable.
+    #[error("--{key}: {reason}")]
+    Value {
+        /// The setting, named as its flag.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A setting cannot be written as TOML (a path that is not UTF-8).
     #[error("cannot show the settings as TOML: {0}")]
     Show(String),
@@ -190,6 +214,13 @@ impl CloudletSettings {
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
             registry_ca: self.registry_ca.or(lower.registry_ca),
+            tier1_url: self.tier1_url.or(lower.tier1_url),
+            public_url: self.public_url.or(lower.public_url),
+            cloudlet_token: self.cloudlet_token.or(lower.cloudlet_token),
+            location: self.location.or(lower.location),
+            local_network: self.local_network.or(lower.local_network),
+            accept_clients: self.accept_clients.or(lower.accept_clients),
+            reject_clients: self.reject_clients.or(lower.reject_clients),
         }
     }
 
@@ -204,7 +235,18 @@ impl CloudletSettings {
             Some(dir) => dir,
             None => default_cache_dir()?,
         };
+        let federation = Federation {
+            tier1_urls: self.tier1_url.unwrap_or_default(),
+            public_url: self.public_url,
+            cloudlet_token: self.cloudlet_token,
+            locations: self.location.unwrap_or_default(),
+            local_networks: self.local_network.unwrap_or_default(),
+            accepted_clients: self.accept_clients.unwrap_or_default(),
+            rejected_clients: self.reject_clients.unwrap_or_default(),
+        };
+        check_federation(&federation)?;
         Ok(LocalCloudletConfig {
+            federation,
             recipes_dir: self.recipes.unwrap_or_else(|| DEFAULT_RECIPES.into()),
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             wg_listen: self.wg_listen.unwrap_or(DEFAULT_WG_LISTEN),
@@ -241,6 +283,14 @@ impl CloudletSettings {
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
             registry_ca: config.registry_ca.as_deref().map(absolute),
+            tier1_url: Some(config.federation.tier1_urls.clone()),
+            public_url: config.federation.public_url.clone(),
+            // Never shown: a comment below says whether it is set.
+            cloudlet_token: None,
+            location: Some(config.federation.locations.clone()),
+            local_network: Some(config.federation.local_networks.clone()),
+            accept_clients: Some(config.federation.accepted_clients.clone()),
+            reject_clients: Some(config.federation.rejected_clients.clone()),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
@@ -256,6 +306,13 @@ impl CloudletSettings {
                 config.public_endpoint()
             );
         }
+        if config.federation.public_url.is_none() {
+            text += "# public-url: unset, http:// and the address --listen binds\n";
+        }
+        text += match config.federation.cloudlet_token {
+            Some(_) => "# cloudlet-token: set (never shown)\n",
+            None => "# cloudlet-token: unset\n",
+        };
         Ok(text)
     }
 
@@ -275,6 +332,44 @@ impl CloudletSettings {
             }
         }
     }
+}
+
+/// The federation settings that cannot work: URLs that are not http(s), a
+/// token that cannot be a header, locations off the globe. (Networks are
+/// checked with the API's settings.)
+fn check_federation(federation: &Federation) -> Result<(), SettingsError> {
+    let urls = federation.tier1_urls.iter().map(|url| ("tier1-url", url));
+    for (key, url) in urls.chain(federation.public_url.iter().map(|url| ("public-url", url))) {
+        let parsed = url::Url::parse(url).map_err(|e| SettingsError::Value {
+            key,
+            reason: format!("`{url}` is not a URL: {e}"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(SettingsError::Value {
+                key,
+                reason: format!("`{url}` is not an http(s) URL"),
+            });
+        }
+    }
+    if let Some(token) = &federation.cloudlet_token
+        && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(SettingsError::Value {
+            key: "cloudlet-token",
+            reason: "must be printable ASCII without spaces".into(),
+        });
+    }
+    if let Some([lat, lon]) = federation
+        .locations
+        .iter()
+        .find(|[lat, lon]| !crate::config::valid_location(*lat, *lon))
+    {
+        return Err(SettingsError::Value {
+            key: "location",
+            reason: format!("{lat},{lon} is not a latitude and a longitude"),
+        });
+    }
+    Ok(())
 }
 
 /// `path` from the working directory, when it can be found.

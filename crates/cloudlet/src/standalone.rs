@@ -5,22 +5,31 @@
 //! data directory, starts the user-space tunnel server at Sinfonia's tier-2
 //! address and keep-alive ([`sinfonia::tier2`]), builds the
 //! [`LocalBackend`] on it, binds the API and lets tunnel traffic extend
-//! leases. [`LocalCloudlet::run`] serves until told to stop, then releases
+//! leases. [`LocalCloudlet::run`] serves, reporting to the tier 1s of its
+//! [`Federation`] settings ([`crate::reporter`]) under the UUID kept in the
+//! data directory, until told to stop; then says goodbye to them, releases
 //! every deployment and shuts the tunnel down. A front end only has to
 //! fill in a [`LocalCloudletConfig`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sinfonia::tier2::{SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
 use tunnel::server::{ServerConfig, TunnelServer};
 use vmrunner::Accel;
 
+use uuid::Uuid;
+
+use crate::api::CloudletInfo;
 use crate::config::CloudletConfig;
-use crate::data_dir::{DataDirError, KEY_FILE, load_or_create_key};
+use crate::data_dir::{
+    CLOUDLET_ID_FILE, DataDirError, KEY_FILE, load_or_create_key, load_or_create_uuid,
+};
 use crate::local::LocalBackend;
+use crate::reporter::{Federation, FreeSlots, Reporter, ReporterConfig};
 use crate::server::{Cloudlet, ServeError};
 
 /// What the single-machine cloudlet needs to start.
@@ -52,6 +61,8 @@ pub struct LocalCloudletConfig {
     /// PEM file of CA certificates trusted for registries, besides the
     /// system's.
     pub registry_ca: Option<PathBuf>,
+    /// The tier 1s it reports to and what it tells them.
+    pub federation: Federation,
 }
 
 impl LocalCloudletConfig {
@@ -97,6 +108,8 @@ pub struct LocalCloudlet {
     cloudlet: Cloudlet<LocalBackend>,
     tunnel: TunnelServer,
     public_endpoint: String,
+    reporting: ReporterConfig,
+    free_slots: FreeSlots,
 }
 
 impl LocalCloudlet {
@@ -112,6 +125,7 @@ impl LocalCloudlet {
             })?;
         }
         let key = load_or_create_key(&data_dir.join(KEY_FILE))?;
+        let uuid = load_or_create_uuid(&data_dir.join(CLOUDLET_ID_FILE))?;
         let tunnel = TunnelServer::start(ServerConfig {
             private_key: key,
             listen: config.wg_listen,
@@ -141,6 +155,7 @@ impl LocalCloudlet {
         api.max_vms = config.max_vms;
         api.deploy_rate = config.deploy_rate;
         api.idle_timeout = config.idle_timeout;
+        with_federation(&mut api, uuid, &config.federation);
         let cloudlet = match Cloudlet::bind(api, backend).await {
             Ok(cloudlet) => cloudlet,
             Err(e) => {
@@ -149,14 +164,34 @@ impl LocalCloudlet {
             }
         };
         let registry = cloudlet.registry();
+        let slots = cloudlet.registry();
         handle.on_activity(move |address| {
             registry.touch(address);
         });
+        let max_vms = config.max_vms;
+        let reporting = ReporterConfig {
+            tier1_urls: config.federation.tier1_urls.clone(),
+            token: config.federation.cloudlet_token.clone(),
+            identity: identity(cloudlet.config(), cloudlet.local_addr()),
+        };
         Ok(LocalCloudlet {
             cloudlet,
             tunnel,
             public_endpoint,
+            reporting,
+            free_slots: Arc::new(move || max_vms.saturating_sub(slots.active())),
         })
+    }
+
+    /// The cloudlet's UUID, as reported to tier 1 (kept in the data
+    /// directory).
+    pub fn uuid(&self) -> Uuid {
+        self.cloudlet.config().uuid
+    }
+
+    /// The deploy endpoint tier 1 is told (`<public URL>/api/v1/deploy`).
+    pub fn deploy_endpoint(&self) -> &str {
+        &self.reporting.identity.endpoint
     }
 
     /// The API's address.
@@ -180,8 +215,61 @@ impl LocalCloudlet {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let reporter = Reporter::spawn(self.reporting, self.free_slots);
+        // Tier 1 hears of the stop before the VMs go, so it sends no more
+        // clients here.
+        let shutdown = async move {
+            shutdown.await;
+            reporter.goodbye().await;
+        };
         let served = self.cloudlet.run(shutdown).await;
         self.tunnel.shutdown().await;
         Ok(served?)
     }
+}
+
+/// The API settings with the federation's: identity, public URL,
+/// locations and client networks (accepted: `0.0.0.0/0` unless given).
+fn with_federation(api: &mut CloudletConfig, uuid: Uuid, federation: &Federation) {
+    api.uuid = uuid;
+    api.name = hostname();
+    api.api_url = federation.public_url.clone();
+    api.locations = federation.locations.clone();
+    api.local_networks = federation.local_networks.clone();
+    if !federation.accepted_clients.is_empty() {
+        api.accepted_clients = federation.accepted_clients.clone();
+    }
+    api.rejected_clients = federation.rejected_clients.clone();
+}
+
+/// What every report says besides the load: the API settings' identity,
+/// the deploy endpoint under the public URL (else `http://` and the
+/// address bound; the host name for a wildcard address).
+fn identity(api: &CloudletConfig, bound: SocketAddr) -> CloudletInfo {
+    let base = match &api.api_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if bound.ip().is_unspecified() => {
+            let host = api.name.clone().unwrap_or_else(|| "localhost".into());
+            format!("http://{host}:{}", bound.port())
+        }
+        None => format!("http://{bound}"),
+    };
+    CloudletInfo {
+        uuid: Some(api.uuid),
+        name: api.name.clone(),
+        endpoint: format!("{base}/api/v1/deploy"),
+        resources: Default::default(),
+        locations: api.locations.clone(),
+        local_networks: api.local_networks.clone(),
+        accepted_clients: api.accepted_clients.clone(),
+        rejected_clients: api.rejected_clients.clone(),
+        last_update: None,
+    }
+}
+
+/// This machine's name, for logs on tier 1.
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }

@@ -299,6 +299,64 @@ pub struct CloudletArgs {
     /// also means HTTPS to a registry on this machine.
     #[arg(long, env = "OLIVE2022_CLOUDLET_REGISTRY_CA", value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
+    /// Report to this Sinfonia tier 1 every 15 s, as a tier 2 does
+    /// (repeatable; the variable takes a comma-separated list).
+    #[arg(
+        long = "tier1-url",
+        env = "OLIVE2022_CLOUDLET_TIER1_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub tier1_url: Option<Vec<String>>,
+    /// The base URL tier 1 and clients reach this cloudlet's API at
+    /// (default: http:// and the address of --listen).
+    #[arg(long, env = "OLIVE2022_CLOUDLET_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Send `Authorization: Bearer TOKEN` with every report to tier 1
+    /// (never logged nor printed).
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_CLOUDLET_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub cloudlet_token: Option<String>,
+    /// Where this cloudlet is, reported to tier 1 (repeatable; the
+    /// variable takes a `;`-separated list).
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_LOCATION",
+        value_name = "LAT,LON",
+        value_delimiter = ';',
+        value_parser = parse_location
+    )]
+    pub location: Option<Vec<[f64; 2]>>,
+    /// A client network considered close, reported to tier 1 (repeatable).
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_LOCAL_NETWORK",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub local_network: Option<Vec<String>>,
+    /// A client network this cloudlet accepts, reported to tier 1
+    /// (repeatable) [default: 0.0.0.0/0].
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_ACCEPT_CLIENTS",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub accept_clients: Option<Vec<String>>,
+    /// A client network this cloudlet refuses, reported to tier 1
+    /// (repeatable).
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_REJECT_CLIENTS",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub reject_clients: Option<Vec<String>>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).
@@ -456,6 +514,23 @@ pub struct DiskArgs {
 
 /// A size such as `2T`, `500G` or `1048576`, up to
 /// [`diskimage::MAX_VIRTUAL_SIZE`].
+/// `LAT,LON` in degrees, e.g. `40.44,-79.94`.
+fn parse_location(text: &str) -> Result<[f64; 2], String> {
+    let (lat, lon) = text
+        .split_once(',')
+        .ok_or_else(|| format!("`{text}` is not LAT,LON"))?;
+    let number = |part: &str| {
+        part.trim()
+            .parse::<f64>()
+            .map_err(|e| format!("`{part}`: {e}"))
+    };
+    let (lat, lon) = (number(lat)?, number(lon)?);
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(format!("`{text}` is not a latitude and a longitude"));
+    }
+    Ok([lat, lon])
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (digits, shift) = match text.char_indices().last() {

@@ -7,8 +7,9 @@
 //! command turns flags, `OLIVE2022_CLOUDLET_*` variables and the `--config`
 //! file into its settings (merged in that order of precedence, over the
 //! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
-//! reports, and serves until SIGTERM, SIGINT or SIGHUP: then it stops
-//! taking deploys, stops every VM and exits 0, or gives up after
+//! reports to the `--tier1-url` tier 1s ([`cloudlet::reporter`]), and
+//! serves until SIGTERM, SIGINT or SIGHUP: then it says goodbye to them,
+//! stops taking deploys, stops every VM and exits 0, or gives up after
 //! [`STOP_GRACE`] (its VMs end with it: each QEMU has a parent-death
 //! signal).
 //! Single machine by design; beyond one, the same recipes, images and
@@ -48,6 +49,9 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.data_dir.display(),
             config.cache_dir.display()
         );
+        for tier1 in &config.federation.tier1_urls {
+            println!("Would report to the Sinfonia tier 1 at {tier1} every 15 s");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -68,6 +72,8 @@ async fn serve(config: LocalCloudletConfig, announce: bool) -> Result<()> {
         wireguard = %cloudlet.wireguard_addr(),
         public_endpoint = %cloudlet.public_endpoint(),
         recipes = %recipes.display(),
+        uuid = %cloudlet.uuid(),
+        endpoint = cloudlet.deploy_endpoint(),
         "cloudlet ready"
     );
     if announce {
@@ -152,6 +158,13 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
         registry_ca: args.registry_ca.clone(),
+        tier1_url: args.tier1_url.clone(),
+        public_url: args.public_url.clone(),
+        cloudlet_token: args.cloudlet_token.clone(),
+        location: args.location.clone(),
+        local_network: args.local_network.clone(),
+        accept_clients: args.accept_clients.clone(),
+        reject_clients: args.reject_clients.clone(),
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,

@@ -109,15 +109,20 @@ fn without_a_file_every_key_has_its_default() {
         keys,
         [
             "accel",
+            "accept-clients",
             "cache-dir",
             "cache-max-bytes",
             "data-dir",
             "deploy-rate",
             "idle-timeout",
             "listen",
+            "local-network",
+            "location",
             "max-vms",
             "recipes",
-            "wg-listen"
+            "reject-clients",
+            "tier1-url",
+            "wg-listen",
         ]
     );
     assert_eq!(string(&settings, "listen"), "127.0.0.1:8080");
