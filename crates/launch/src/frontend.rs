@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::browser::Browser;
+use crate::browser_view::Browser;
 use crate::error::LaunchError;
 use crate::viewer::{self, VIEWER_ENV, Viewer, ViewerError};
 

@@ -32,11 +32,13 @@
 //! [`display`] (the VM's VNC banner through the tunnel), [`plan`] (the dry
 //! run as a record), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
-//! [`browser`] (the screen in a web browser), [`frontend`] (which of the
+//! [`browser`] (the screen in a web browser) and [`browser_view`] (the
+//! second step with it), [`frontend`] (which of the
 //! two shows it), [`stage2`](mod@stage2), `cancel` (stopping from
 //! outside), [`error`].
 
 pub mod browser;
+pub mod browser_view;
 mod cancel;
 mod deadline;
 mod debug;
@@ -50,7 +52,8 @@ pub mod session;
 pub mod stage2;
 pub mod viewer;
 
-pub use browser::{Browser, BrowserError, PageEnded, view_in_browser};
+pub use browser::BrowserError;
+pub use browser_view::{Browser, PageEnded, view_in_browser};
 pub use cancel::VIEWER_STOP_GRACE;
 pub use deadline::Deadline;
 pub use debug::write_private;

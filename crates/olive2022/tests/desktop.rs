@@ -488,6 +488,16 @@ fn a_hostile_url_reaches_us_as_one_inert_argument() {
     assert_inert(&desk, &argv, &out, exe, &url);
 }
 
+/// `from` at `to`: a hard link when it can be, since a copy is a file open
+/// for writing, and a test thread forking meanwhile (other tests run in
+/// parallel) keeps it open in its child: exec then fails with "text file
+/// busy". The copy is the fallback across file systems.
+fn link_or_copy(from: &str, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
 #[test]
 fn a_program_path_with_spaces_and_quotes_survives() {
     let desk = Desk::new();
@@ -497,9 +507,7 @@ fn a_program_path_with_spaces_and_quotes_survives() {
     let odd = dir.path().join("my apps/a\"b`c$d\\e 'f' ~g;h&(i)");
     std::fs::create_dir_all(&odd).unwrap();
     let exe = odd.join("olive2022");
-    if std::fs::hard_link(BIN, &exe).is_err() {
-        std::fs::copy(BIN, &exe).unwrap();
-    }
+    link_or_copy(BIN, &exe);
     let exe = exe.to_str().unwrap();
     let output = desk.run(exe, &["install"]);
     assert!(output.status.success(), "{}", text(&output));
@@ -517,7 +525,7 @@ fn a_program_path_with_spaces_and_quotes_survives() {
     // A `%` in the path is refused: GLib would ignore such an entry.
     let percent = dir.path().join("100%");
     std::fs::create_dir_all(&percent).unwrap();
-    std::fs::copy(BIN, percent.join("olive2022")).unwrap();
+    link_or_copy(BIN, &percent.join("olive2022"));
     let output = desk.run(percent.join("olive2022"), &["install"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains('%'), "{}", text(&output));

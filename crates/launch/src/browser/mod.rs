@@ -7,8 +7,9 @@
 //! (finding and serving noVNC's files), [`bridge`] (one WebSocket to the
 //! display), [`presence`] (whether the page is there, the reload grace),
 //! [`server`] (the HTTP server tying them together), [`opener`]
-//! (`$BROWSER`, `xdg-open`), [`run`] (the launch's second step with all
-//! of it), [`error`].
+//! (`$BROWSER`, `xdg-open`), [`error`]. The launch's second step with all
+//! of it is [`crate::browser_view`], outside this room: it speaks the
+//! launch's errors, which wrap this room's.
 
 pub mod bridge;
 pub mod error;
@@ -16,9 +17,7 @@ pub mod guard;
 pub mod novnc;
 pub mod opener;
 pub mod presence;
-pub mod run;
 pub mod server;
 
 pub use error::BrowserError;
-pub use run::{Browser, PageEnded, view_in_browser};
 pub use server::BrowserServer;
