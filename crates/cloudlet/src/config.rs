@@ -9,6 +9,7 @@ use sinfonia::deploy::{Endpoint, IpNet};
 use sinfonia::tier2::TUNNEL_ADDRESS;
 use uuid::Uuid;
 
+use crate::federation::FederationConfig;
 use crate::state::Limits;
 
 /// Default `--listen`.
@@ -73,6 +74,8 @@ pub struct CloudletConfig {
     /// Client networks accepted, for the cloudlet list (default
     /// `0.0.0.0/0`).
     pub accepted_clients: Vec<String>,
+    /// Tier 1: who may report and how long a forward may take.
+    pub federation: FederationConfig,
 }
 
 /// Settings that cannot work.
@@ -128,6 +131,7 @@ impl CloudletConfig {
             locations: Vec::new(),
             local_networks: Vec::new(),
             accepted_clients: vec!["0.0.0.0/0".to_owned()],
+            federation: FederationConfig::default(),
         }
     }
 

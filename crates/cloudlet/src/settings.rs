@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use vmrunner::Accel;
 
 use crate::data_dir::{DataDirError, default_cache_dir, default_data_dir};
+use crate::federation::{BearerToken, DEFAULT_FORWARD_TIMEOUT, FederationConfig};
 use crate::standalone::LocalCloudletConfig;
 
 /// The largest settings file read: a complete one is under 1 KiB.
@@ -73,6 +74,12 @@ pub struct CloudletSettings {
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
     pub accel: Option<AccelSetting>,
+    /// The bearer token of cloudlet reports (`--cloudlet-token`): required
+    /// from the cloudlets that report here. Never printed.
+    pub cloudlet_token: Option<String>,
+    /// Seconds a forwarded deploy may take before the next cloudlet is
+    /// tried.
+    pub forward_timeout: Option<u64>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -150,6 +157,9 @@ pub enum SettingsError {
     /// A setting cannot be written as TOML (a path that is not UTF-8).
     #[error("cannot show the settings as TOML: {0}")]
     Show(String),
+    /// A value out of its range.
+    #[error("{0}")]
+    Value(&'static str),
 }
 
 fn key_part(key: &Option<String>) -> String {
@@ -186,6 +196,8 @@ impl CloudletSettings {
             cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
+            cloudlet_token: self.cloudlet_token.or(lower.cloudlet_token),
+            forward_timeout: self.forward_timeout.or(lower.forward_timeout),
         }
     }
 
@@ -214,6 +226,7 @@ impl CloudletSettings {
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
+            federation: federation(self.cloudlet_token.as_deref(), self.forward_timeout)?,
         })
     }
 
@@ -234,6 +247,9 @@ impl CloudletSettings {
             cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
+            // Shown as a comment below, never its value.
+            cloudlet_token: None,
+            forward_timeout: Some(config.federation.forward_timeout.as_secs()),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
@@ -246,6 +262,10 @@ impl CloudletSettings {
                 config.public_endpoint()
             );
         }
+        text += match config.federation.cloudlet_token {
+            Some(_) => "# cloudlet-token: set (not shown)\n",
+            None => "# cloudlet-token: unset (reports are not authenticated)\n",
+        };
         Ok(text)
     }
 
@@ -260,6 +280,30 @@ impl CloudletSettings {
             }
         }
     }
+}
+
+/// Tier 1's settings: the token checked, the timeout at least 1 s.
+pub fn federation(
+    token: Option<&str>,
+    forward_timeout: Option<u64>,
+) -> Result<FederationConfig, SettingsError> {
+    let cloudlet_token = token
+        .map(BearerToken::new)
+        .transpose()
+        .map_err(SettingsError::Value)?;
+    let forward_timeout = match forward_timeout {
+        Some(0) => {
+            return Err(SettingsError::Value(
+                "--forward-timeout must be at least 1 second",
+            ));
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_FORWARD_TIMEOUT,
+    };
+    Ok(FederationConfig {
+        cloudlet_token,
+        forward_timeout,
+    })
 }
 
 /// `path` from the working directory, when it can be found.

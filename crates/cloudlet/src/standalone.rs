@@ -20,6 +20,7 @@ use vmrunner::Accel;
 
 use crate::config::CloudletConfig;
 use crate::data_dir::{DataDirError, KEY_FILE, load_or_create_key};
+use crate::federation::FederationConfig;
 use crate::local::LocalBackend;
 use crate::server::{Cloudlet, ServeError};
 
@@ -49,6 +50,9 @@ pub struct LocalCloudletConfig {
     pub cache_max_bytes: u64,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
+    /// As tier 1: the token reporting cloudlets present and the forward
+    /// timeout.
+    pub federation: FederationConfig,
 }
 
 impl LocalCloudletConfig {
@@ -137,6 +141,7 @@ impl LocalCloudlet {
         api.max_vms = config.max_vms;
         api.deploy_rate = config.deploy_rate;
         api.idle_timeout = config.idle_timeout;
+        api.federation = config.federation.clone();
         let cloudlet = match Cloudlet::bind(api, backend).await {
             Ok(cloudlet) => cloudlet,
             Err(e) => {
