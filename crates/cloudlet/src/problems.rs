@@ -102,7 +102,9 @@ pub enum ApiError {
     #[error("{0}")]
     BadHeader(String),
     /// No known cloudlet takes this client.
-    #[error("no cloudlet known to this tier 1 accepts this client")]
+    #[error(
+        "no cloudlet is available for this client: none reported, those that did failed since, or none accepts it"
+    )]
     NoCloudlet,
     /// Every candidate failed; what each said.
     #[error("every cloudlet tried failed: {0}")]

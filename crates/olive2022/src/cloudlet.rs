@@ -107,7 +107,7 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// The first of SIGTERM (`systemctl stop`, `docker stop`), SIGINT (Ctrl-C)
 /// and SIGHUP (the terminal gone); its name.
-async fn stop_signal() -> &'static str {
+pub(crate) async fn stop_signal() -> &'static str {
     tokio::select! {
         () = delivered(SignalKind::terminate(), "SIGTERM") => "SIGTERM",
         () = delivered(SignalKind::interrupt(), "SIGINT") => "SIGINT",
@@ -151,6 +151,8 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         cache_max_bytes: args.cache_max_bytes,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
+        cloudlet_token: args.cloudlet_token.clone(),
+        forward_timeout: args.forward_timeout,
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,
