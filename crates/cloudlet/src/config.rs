@@ -9,6 +9,7 @@ use sinfonia::deploy::{Endpoint, IpNet};
 use sinfonia::tier2::TUNNEL_ADDRESS;
 use uuid::Uuid;
 
+use crate::federation::FederationConfig;
 use crate::state::Limits;
 
 /// Default `--listen`.
@@ -75,6 +76,8 @@ pub struct CloudletConfig {
     pub accepted_clients: Vec<String>,
     /// Client networks refused, for the cloudlet list.
     pub rejected_clients: Vec<String>,
+    /// Tier 1: who may report and how long a forward may take.
+    pub federation: FederationConfig,
 }
 
 /// Settings that cannot work.
@@ -131,6 +134,7 @@ impl CloudletConfig {
             local_networks: Vec::new(),
             accepted_clients: vec!["0.0.0.0/0".to_owned()],
             rejected_clients: Vec::new(),
+            federation: FederationConfig::default(),
         }
     }
 

@@ -15,6 +15,9 @@
 //! - [`backend`]: the [`Backend`] trait the registry drives to start and
 //!   stop VMs and to add and remove tunnel peers;
 //! - [`config`]: the settings, [`CloudletConfig`];
+//! - [`federation`]: tier 1: the cloudlets that report here, placement
+//!   of a deploy among them (and this one) and forwarding, and
+//!   `olive2022 tier1` alone;
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
 //! - [`problems`]: [`ApiError`] and every error as problem+json;
 //! - [`access_log`]: one log event per request;
@@ -43,6 +46,7 @@ pub mod api;
 pub mod backend;
 pub mod config;
 pub mod data_dir;
+pub mod federation;
 pub mod listener;
 pub mod local;
 pub mod metrics;

@@ -82,7 +82,7 @@ pub enum ApiError {
     #[error("no endpoint at {0}")]
     NoRoute(String),
     /// A cloudlet report from a new cloudlet when
-    /// [`crate::server::MAX_REPORTS`] are known.
+    /// [`crate::federation::registry::MAX_REPORTS`] are known.
     #[error("this tier 1 knows as many cloudlets as it accepts; try again later")]
     TooManyCloudlets,
     /// Too many deploy requests from one address
@@ -95,15 +95,37 @@ pub enum ApiError {
     /// The request target is longer than [`MAX_URI_LENGTH`].
     #[error("the request target is {0} bytes, more than the {MAX_URI_LENGTH} accepted")]
     UriTooLong(usize),
+    /// A report or goodbye without the right `--cloudlet-token`.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// `X-ClientIP`, `X-Location` or `?results` that does not parse.
+    #[error("{0}")]
+    BadHeader(String),
+    /// No known cloudlet takes this client.
+    #[error(
+        "no cloudlet is available for this client: none reported, those that did failed since, or none accepts it"
+    )]
+    NoCloudlet,
+    /// Every candidate failed; what each said.
+    #[error("every cloudlet tried failed: {0}")]
+    CloudletsFailed(String),
+    /// `DELETE /api/v1/cloudlets/{uuid}` of a cloudlet not known.
+    #[error("no cloudlet {0} is known")]
+    UnknownCloudlet(Uuid),
 }
 
 impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadUuid { .. } | ApiError::BadKey(_) | ApiError::BadReport(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadUuid { .. }
+            | ApiError::BadKey(_)
+            | ApiError::BadReport(_)
+            | ApiError::BadHeader(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NoCloudlet => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::CloudletsFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UnknownCloudlet(_) => StatusCode::NOT_FOUND,
             ApiError::Recipe(RecipeLoadError::NotFound { .. })
             | ApiError::NoDeployment { .. }
             | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -149,6 +171,11 @@ impl ApiError {
             ApiError::NoDeployment { .. } => "No deployment",
             ApiError::BadReport(_) => "Invalid cloudlet report",
             ApiError::NoRoute(_) => "Not Found",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::BadHeader(_) => "Invalid request",
+            ApiError::NoCloudlet => "No cloudlet available",
+            ApiError::CloudletsFailed(_) => "Every cloudlet failed",
+            ApiError::UnknownCloudlet(_) => "Unknown cloudlet",
         }
     }
 
@@ -200,6 +227,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 HeaderValue::from(retry_after_seconds(wait)),
+            );
+        }
+        if let ApiError::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
             );
         }
         response

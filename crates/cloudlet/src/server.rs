@@ -10,7 +10,10 @@
 //! | GET    | `/recipe/{uuid}/`                  | 200, the recipe; 403 restricted; 404     |
 //! | GET    | `/cloudlets/`                      | 200, `[cloudlet info]`, this one first   |
 //! | POST   | `/cloudlets/`                      | 204, a tier 2's report recorded          |
+//! | DELETE | `/cloudlets/{uuid}`                | 204, a tier 2 gone (ours); 404 unknown   |
 //!
+//! A deploy is placed among this cloudlet and those that report to it
+//! ([`crate::federation`]): served here, or forwarded to a better one.
 //! And at the root: `GET /metrics` (Prometheus, [`crate::metrics`]) and
 //! `GET /healthz` (200 `ok` while the process serves).
 //!
@@ -26,24 +29,24 @@
 //! Tier-2 reports are validated (an `http(s)` deploy URL ending in
 //! `/vN/deploy`, bounded lists), forgotten after [`REPORT_LIFETIME`] without
 //! a new one, and capped at [`MAX_REPORTS`]: a new cloudlet beyond the cap
-//! is refused with 503 rather than pushing out one that reports.
+//! is refused with 503 rather than pushing out one that reports
+//! ([`crate::federation::registry`]).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
-use axum::http::Extensions;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
-use sinfonia::deploy::IpNet;
+use axum::routing::{delete, get};
 use sinfonia::deployment::{Deployment as DeploymentAnswer, TunnelConfig};
 use sinfonia::keys::encode_key;
 use tokio::net::TcpListener;
@@ -52,7 +55,13 @@ use uuid::Uuid;
 use crate::access_log::log_request;
 use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
-use crate::config::{CloudletConfig, ConfigError, valid_location};
+use crate::config::{CloudletConfig, ConfigError};
+use crate::federation::Federation;
+use crate::federation::client::{ClientInfo, results};
+use crate::federation::dispatch::{DeployRequest, LocalCandidate, dispatch};
+use crate::federation::forward::FORWARDED_HEADER;
+use crate::federation::placement::Profile;
+use crate::federation::routes::{delete_report, post_report};
 use crate::listener::{ClientAddr, GuardedListener};
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Outcome};
 use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
@@ -62,16 +71,9 @@ use crate::recipes::RecipeStore;
 use crate::spec::{VmSettings, parse_application_key, parse_backend_uuid};
 use crate::state::{Deployment, Registry};
 
+pub use crate::federation::registry::{MAX_REPORTS, REPORT_LIFETIME};
+pub use crate::federation::report::BODY_TIMEOUT;
 pub use crate::problems::MAX_BODY;
-/// How long a request body may take to arrive.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most tier-2 cloudlets known at once; a report from a new one beyond
-/// this is refused until one expires.
-pub const MAX_REPORTS: usize = 64;
-/// How long a tier-2 report counts without a new one (Sinfonia's tier 1
-/// forgets a cloudlet after five minutes of silence; tier 2 reports every
-/// 15 s).
-pub const REPORT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Why the cloudlet cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("the API server failed: {0}")]
     Serve(io::Error),
+    /// Tier 1's HTTP client cannot be built.
+    #[error("cannot forward deploys: {0}")]
+    Federation(String),
 }
 
 struct App<B: Backend> {
@@ -108,7 +113,7 @@ struct App<B: Backend> {
     recipes: RecipeStore,
     registry: Registry<B>,
     local_addr: SocketAddr,
-    reports: Mutex<Vec<(Instant, CloudletInfo)>>,
+    federation: Federation,
     metrics: Metrics,
     rate_limiter: RateLimiter,
 }
@@ -176,28 +181,44 @@ async fn load_recipe<B: Backend>(
 async fn deploy_post<B: Backend>(
     State(app): AppState<B>,
     Path((uuid, key)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     extensions: Extensions,
 ) -> Result<Response, ApiError> {
     // Without connection info (the router embedded elsewhere), no limit.
-    let client = extensions
-        .get::<ConnectInfo<ClientAddr>>()
-        .map(|ConnectInfo(ClientAddr(address))| address.ip());
+    let client = connection(&extensions);
     if let Some(client) = client
         && let Err(wait) = app.rate_limiter.check(client, std::time::Instant::now())
     {
         app.metrics.deploy_request(Outcome::RateLimited);
         return Err(ApiError::RateLimited(wait));
     }
-    let result = deploy(&app, &uuid, &key).await;
+    let asked = Asked {
+        uuid: &uuid,
+        key: &key,
+        query: query.as_deref(),
+        headers: &headers,
+        connection: client,
+    };
+    let result = deploy(&app, asked).await;
     app.metrics.deploy_request(outcome(&result));
     result
+}
+
+/// The client's address, from the connection.
+fn connection(extensions: &Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(address))| address.ip())
 }
 
 /// The `outcome` label of a deploy request.
 fn outcome(result: &Result<Response, ApiError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Deployed,
-        Err(ApiError::BadUuid { .. } | ApiError::BadKey(_)) => Outcome::BadRequest,
+        Err(ApiError::BadUuid { .. } | ApiError::BadKey(_) | ApiError::BadHeader(_)) => {
+            Outcome::BadRequest
+        }
         Err(ApiError::Recipe(RecipeLoadError::NotFound { .. })) => Outcome::UnknownRecipe,
         Err(ApiError::Recipe(_) | ApiError::Values { .. }) => Outcome::InvalidRecipe,
         Err(ApiError::RateLimited(_)) => Outcome::RateLimited,
@@ -206,17 +227,56 @@ fn outcome(result: &Result<Response, ApiError>) -> Outcome {
     }
 }
 
-async fn deploy<B: Backend>(app: &App<B>, uuid: &str, key: &str) -> Result<Response, ApiError> {
-    let (uuid, key) = parse_target(uuid, key)?;
+/// A deploy request as it came.
+struct Asked<'a> {
+    uuid: &'a str,
+    key: &'a str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    connection: Option<std::net::IpAddr>,
+}
+
+/// Places the deployment here or on a cloudlet that reports to us; a
+/// request our own tier 1 forwarded is served here.
+async fn deploy<B: Backend>(app: &App<B>, asked: Asked<'_>) -> Result<Response, ApiError> {
+    let (uuid, key) = parse_target(asked.uuid, asked.key)?;
+    let client = ClientInfo::from_request(asked.headers, asked.connection)?;
+    let results = results(asked.query)?;
     let recipe = load_recipe(app, uuid).await?;
     let settings =
         VmSettings::from_recipe(&recipe).map_err(|source| ApiError::Values { uuid, source })?;
+    let here = || deploy_here(app, uuid, key, settings);
+    if asked.headers.contains_key(FORWARDED_HEADER) {
+        return Ok(Json(vec![here().await?]).into_response());
+    }
+    let request = DeployRequest {
+        uuid,
+        key,
+        client,
+        results,
+    };
+    let local = LocalCandidate {
+        uuid: app.config.uuid,
+        profile: Profile::of(&app.own_info()),
+        deploy: here,
+    };
+    let answers = dispatch(&app.federation, &request, Some(local)).await?;
+    Ok(Json(answers).into_response())
+}
+
+/// Deploys on this cloudlet.
+async fn deploy_here<B: Backend>(
+    app: &App<B>,
+    uuid: Uuid,
+    key: [u8; 32],
+    settings: VmSettings,
+) -> Result<DeploymentAnswer, ApiError> {
     let deployment = app
         .registry
         .deploy(uuid, key, settings)
         .await
         .map_err(ApiError::Deploy)?;
-    Ok(Json(vec![app.deployment_info(&deployment)]).into_response())
+    Ok(app.deployment_info(&deployment))
 }
 
 async fn deploy_get<B: Backend>(
@@ -258,131 +318,31 @@ async fn recipe_get<B: Backend>(
 async fn cloudlets_get<B: Backend>(State(app): AppState<B>) -> Response {
     let own = app.own_info();
     let mut list = vec![own];
-    let mut reports = app
-        .reports
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    forget_stale(&mut reports, Instant::now());
+    let reports = app.federation.registry.list(Instant::now());
     list.extend(
         reports
-            .iter()
-            .map(|(_, report)| report)
-            .filter(|report| report.uuid != Some(app.config.uuid))
-            .cloned(),
+            .into_iter()
+            .filter(|report| report.uuid != Some(app.config.uuid)),
     );
     Json(list).into_response()
 }
 
 async fn cloudlets_post<B: Backend>(
     State(app): AppState<B>,
+    headers: HeaderMap,
+    extensions: Extensions,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // A report is a few hundred bytes: a client that takes longer than
-    // this to send one is holding a connection, not reporting.
-    let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY))
-        .await
-        .map_err(|_| ApiError::BadReport("the body did not arrive in time".into()))?
-        .map_err(|e| {
-            let error = e.into_inner();
-            if error.is::<http_body_util::LengthLimitError>() {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::BadReport(echo(&error.to_string()))
-            }
-        })?;
-    let mut report: CloudletInfo =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadReport(echo(&e.to_string())))?;
-    check_report(&report)?;
-    report.last_update = Some(rfc3339(SystemTime::now()));
-    let now = Instant::now();
-    let mut reports = app
-        .reports
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    forget_stale(&mut reports, now);
-    let known = reports
-        .iter()
-        .position(|(_, known)| known.uuid == report.uuid);
-    match known {
-        Some(index) => reports[index] = (now, report),
-        None if reports.len() >= MAX_REPORTS => return Err(ApiError::TooManyCloudlets),
-        None => reports.push((now, report)),
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    post_report(&app.federation, &headers, connection(&extensions), body).await
 }
 
-/// Drops the reports older than [`REPORT_LIFETIME`].
-fn forget_stale(reports: &mut Vec<(Instant, CloudletInfo)>, now: Instant) {
-    reports.retain(|(at, _)| now.duration_since(*at) < REPORT_LIFETIME);
-}
-
-fn check_report(report: &CloudletInfo) -> Result<(), ApiError> {
-    let bad = |reason: String| Err(ApiError::BadReport(reason));
-    if report.uuid.is_none() {
-        return bad("`uuid` is missing".into());
-    }
-    if let Err(reason) = check_endpoint(&report.endpoint) {
-        return bad(format!("`endpoint` `{}` {reason}", echo(&report.endpoint)));
-    }
-    if let Some(name) = &report.name
-        && name.len() > 253
-    {
-        return bad("`name` is too long".into());
-    }
-    if report.resources.len() > 64 || report.resources.keys().any(|k| k.len() > 64) {
-        return bad("`resources` is too large".into());
-    }
-    if report.locations.len() > 64 {
-        return bad("`locations` is too large".into());
-    }
-    if let Some([lat, lon]) = report
-        .locations
-        .iter()
-        .find(|[lat, lon]| !valid_location(*lat, *lon))
-    {
-        return bad(format!(
-            "`locations`: [{lat}, {lon}] is not a [latitude, longitude]"
-        ));
-    }
-    for (field, networks) in [
-        ("local_networks", &report.local_networks),
-        ("accepted_clients", &report.accepted_clients),
-        ("rejected_clients", &report.rejected_clients),
-    ] {
-        if networks.len() > 256 {
-            return bad(format!("`{field}` is too large"));
-        }
-        if let Some(network) = networks.iter().find(|n| n.parse::<IpNet>().is_err()) {
-            return bad(format!("`{field}`: `{}` is not a network", echo(network)));
-        }
-    }
-    Ok(())
-}
-
-/// A tier 2's deploy URL as Sinfonia's tier 1 accepts it: `http(s)`, a
-/// host, no credentials, and a path ending in `/v<N>/deploy`.
-fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
-    if endpoint.len() > 2048 {
-        return Err("is longer than 2048 bytes");
-    }
-    let url = url::Url::parse(endpoint).map_err(|_| "is not a URL")?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err("is not an http(s) URL with a host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("holds credentials");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("has a query or fragment");
-    }
-    let mut segments = url.path().trim_end_matches('/').rsplit('/');
-    let deploy = segments.next() == Some("deploy");
-    let version = segments.next().and_then(|v| v.strip_prefix('v'));
-    if !(deploy && version.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())))
-    {
-        return Err("does not end in /v<N>/deploy");
-    }
-    Ok(())
+async fn cloudlets_delete<B: Backend>(
+    State(app): AppState<B>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Result<Response, ApiError> {
+    delete_report(&app.federation, &headers, connection(&extensions), &uuid)
 }
 
 /// `GET /metrics`: [`crate::metrics`], the backend read off the async
@@ -411,7 +371,8 @@ fn router<B: Backend>(app: Arc<App<B>>) -> Router {
         .route("/recipe/{uuid}/", get(recipe_get::<B>))
         .route("/recipe/{uuid}", get(recipe_get::<B>))
         .route("/cloudlets/", cloudlets.clone())
-        .route("/cloudlets", cloudlets);
+        .route("/cloudlets", cloudlets)
+        .route("/cloudlets/{uuid}", delete(cloudlets_delete::<B>));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(metrics_get::<B>))
@@ -469,6 +430,8 @@ impl<B: Backend> Cloudlet<B> {
             source,
         })?;
         let registry = Registry::with_shared_backend(backend, config.limits());
+        let federation =
+            Federation::new(config.federation.clone()).map_err(ServeError::Federation)?;
         Ok(Cloudlet {
             listener,
             app: Arc::new(App {
@@ -477,7 +440,7 @@ impl<B: Backend> Cloudlet<B> {
                 recipes,
                 registry,
                 local_addr,
-                reports: Mutex::new(Vec::new()),
+                federation,
                 metrics: Metrics::new(),
             }),
         })

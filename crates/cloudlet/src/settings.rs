@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use vmrunner::Accel;
 
 use crate::data_dir::{DataDirError, default_cache_dir, default_data_dir};
+use crate::federation::{BearerToken, DEFAULT_FORWARD_TIMEOUT, FederationConfig};
 use crate::reporter::Federation;
 use crate::standalone::LocalCloudletConfig;
 
@@ -82,7 +83,9 @@ pub struct CloudletSettings {
     pub tier1_url: Option<Vec<String>>,
     /// The base URL tier 1 and clients reach the API at.
     pub public_url: Option<String>,
-    /// The bearer token sent with every report (never shown).
+    /// The bearer token of cloudlet reports: sent with this cloudlet's
+    /// reports, and required from the cloudlets that report here. Never
+    /// printed.
     pub cloudlet_token: Option<String>,
     /// `[latitude, longitude]` of this cloudlet, reported to tier 1.
     pub location: Option<Vec<[f64; 2]>>,
@@ -92,6 +95,9 @@ pub struct CloudletSettings {
     pub accept_clients: Option<Vec<String>>,
     /// Client networks refused, reported to tier 1.
     pub reject_clients: Option<Vec<String>>,
+    /// Seconds a forwarded deploy may take before the next cloudlet is
+    /// tried.
+    pub forward_timeout: Option<u64>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -166,7 +172,8 @@ pub enum SettingsError {
     /// A default directory cannot be found.
     #[error(transparent)]
     Directory(#[from] DataDirError),
-    /// A federation setting is not usable.
+    /// A setting is not usable (a federation URL, the token, a location,
+    /// a timeout out of its range).
     #[error("--{key}: {reason}")]
     Value {
         /// The setting, named as its flag.
@@ -221,6 +228,7 @@ impl CloudletSettings {
             local_network: self.local_network.or(lower.local_network),
             accept_clients: self.accept_clients.or(lower.accept_clients),
             reject_clients: self.reject_clients.or(lower.reject_clients),
+            forward_timeout: self.forward_timeout.or(lower.forward_timeout),
         }
     }
 
@@ -235,7 +243,7 @@ impl CloudletSettings {
             Some(dir) => dir,
             None => default_cache_dir()?,
         };
-        let federation = Federation {
+        let reporting = Federation {
             tier1_urls: self.tier1_url.unwrap_or_default(),
             public_url: self.public_url,
             cloudlet_token: self.cloudlet_token,
@@ -244,9 +252,10 @@ impl CloudletSettings {
             accepted_clients: self.accept_clients.unwrap_or_default(),
             rejected_clients: self.reject_clients.unwrap_or_default(),
         };
-        check_federation(&federation)?;
+        check_federation(&reporting)?;
         Ok(LocalCloudletConfig {
-            federation,
+            federation: federation(reporting.cloudlet_token.as_deref(), self.forward_timeout)?,
+            reporting,
             recipes_dir: self.recipes.unwrap_or_else(|| DEFAULT_RECIPES.into()),
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             wg_listen: self.wg_listen.unwrap_or(DEFAULT_WG_LISTEN),
@@ -283,14 +292,15 @@ impl CloudletSettings {
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
             registry_ca: config.registry_ca.as_deref().map(absolute),
-            tier1_url: Some(config.federation.tier1_urls.clone()),
-            public_url: config.federation.public_url.clone(),
+            tier1_url: Some(config.reporting.tier1_urls.clone()),
+            public_url: config.reporting.public_url.clone(),
             // Never shown: a comment below says whether it is set.
             cloudlet_token: None,
-            location: Some(config.federation.locations.clone()),
-            local_network: Some(config.federation.local_networks.clone()),
-            accept_clients: Some(config.federation.accepted_clients.clone()),
-            reject_clients: Some(config.federation.rejected_clients.clone()),
+            location: Some(config.reporting.locations.clone()),
+            local_network: Some(config.reporting.local_networks.clone()),
+            accept_clients: Some(config.reporting.accepted_clients.clone()),
+            reject_clients: Some(config.reporting.rejected_clients.clone()),
+            forward_timeout: Some(config.federation.forward_timeout.as_secs()),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
@@ -306,10 +316,10 @@ impl CloudletSettings {
                 config.public_endpoint()
             );
         }
-        if config.federation.public_url.is_none() {
+        if config.reporting.public_url.is_none() {
             text += "# public-url: unset, http:// and the address --listen binds\n";
         }
-        text += match config.federation.cloudlet_token {
+        text += match config.reporting.cloudlet_token {
             Some(_) => "# cloudlet-token: set (never shown)\n",
             None => "# cloudlet-token: unset\n",
         };
@@ -370,6 +380,35 @@ fn check_federation(federation: &Federation) -> Result<(), SettingsError> {
         });
     }
     Ok(())
+}
+
+/// Tier 1's settings: the token checked, the timeout at least 1 s.
+pub fn federation(
+    token: Option<&str>,
+    forward_timeout: Option<u64>,
+) -> Result<FederationConfig, SettingsError> {
+    let cloudlet_token =
+        token
+            .map(BearerToken::new)
+            .transpose()
+            .map_err(|reason| SettingsError::Value {
+                key: "cloudlet-token",
+                reason: reason.to_owned(),
+            })?;
+    let forward_timeout = match forward_timeout {
+        Some(0) => {
+            return Err(SettingsError::Value {
+                key: "forward-timeout",
+                reason: "must be at least 1 second".to_owned(),
+            });
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_FORWARD_TIMEOUT,
+    };
+    Ok(FederationConfig {
+        cloudlet_token,
+        forward_timeout,
+    })
 }
 
 /// `path` from the working directory, when it can be found.

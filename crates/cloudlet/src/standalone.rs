@@ -28,6 +28,7 @@ use crate::config::CloudletConfig;
 use crate::data_dir::{
     CLOUDLET_ID_FILE, DataDirError, KEY_FILE, load_or_create_key, load_or_create_uuid,
 };
+use crate::federation::FederationConfig;
 use crate::local::LocalBackend;
 use crate::reporter::{Federation, FreeSlots, Reporter, ReporterConfig};
 use crate::server::{Cloudlet, ServeError};
@@ -61,8 +62,11 @@ pub struct LocalCloudletConfig {
     /// PEM file of CA certificates trusted for registries, besides the
     /// system's.
     pub registry_ca: Option<PathBuf>,
-    /// The tier 1s it reports to and what it tells them.
-    pub federation: Federation,
+    /// As tier 2: the tier 1s it reports to and what it tells them.
+    pub reporting: Federation,
+    /// As tier 1: the token reporting cloudlets present and the forward
+    /// timeout.
+    pub federation: FederationConfig,
 }
 
 impl LocalCloudletConfig {
@@ -155,7 +159,8 @@ impl LocalCloudlet {
         api.max_vms = config.max_vms;
         api.deploy_rate = config.deploy_rate;
         api.idle_timeout = config.idle_timeout;
-        with_federation(&mut api, uuid, &config.federation);
+        with_federation(&mut api, uuid, &config.reporting);
+        api.federation = config.federation.clone();
         let cloudlet = match Cloudlet::bind(api, backend).await {
             Ok(cloudlet) => cloudlet,
             Err(e) => {
@@ -170,8 +175,8 @@ impl LocalCloudlet {
         });
         let max_vms = config.max_vms;
         let reporting = ReporterConfig {
-            tier1_urls: config.federation.tier1_urls.clone(),
-            token: config.federation.cloudlet_token.clone(),
+            tier1_urls: config.reporting.tier1_urls.clone(),
+            token: config.reporting.cloudlet_token.clone(),
             identity: identity(cloudlet.config(), cloudlet.local_addr()),
         };
         Ok(LocalCloudlet {

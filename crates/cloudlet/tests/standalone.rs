@@ -123,7 +123,8 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         cache_max_bytes: 0,
         idle_timeout: Duration::from_secs(600),
         registry_ca: None,
-        federation: Default::default(),
+        reporting: Default::default(),
+        federation: cloudlet::federation::FederationConfig::default(),
     };
     let cloudlet = runtime.block_on(LocalCloudlet::start(config)).unwrap();
     let api = format!("http://{}", cloudlet.api_addr());

@@ -76,6 +76,9 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Run an embedded single-machine Sinfonia cloudlet (tier 1 + tier 2).
     Cloudlet(CloudletArgs),
+    /// Run a Sinfonia tier 1 alone: cloudlets report to it, deploys are
+    /// placed on the best of them and forwarded.
+    Tier1(Tier1Args),
     /// Build a small VM, convert it, serve it with the embedded cloudlet and
     /// show its screen (a viewer, or a PNG screenshot without a display).
     Demo(DemoArgs),
@@ -312,8 +315,10 @@ pub struct CloudletArgs {
     /// (default: http:// and the address of --listen).
     #[arg(long, env = "OLIVE2022_CLOUDLET_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Send `Authorization: Bearer TOKEN` with every report to tier 1
-    /// (never logged nor printed).
+    /// The bearer token of cloudlet reports: sent (`Authorization: Bearer
+    /// TOKEN`) with every report to a tier 1, and required from the
+    /// cloudlets that report here (reports are open when unset). Never
+    /// logged nor printed.
     #[arg(
         long,
         env = "OLIVE2022_CLOUDLET_CLOUDLET_TOKEN",
@@ -357,9 +362,46 @@ pub struct CloudletArgs {
         value_delimiter = ','
     )]
     pub reject_clients: Option<Vec<String>>,
+    /// Seconds a deploy forwarded to a cloudlet that reports here may take
+    /// before the next one is tried [default: 10].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_FORWARD_TIMEOUT", value_name = "SECS")]
+    pub forward_timeout: Option<u64>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).
+    #[arg(long, hide = true)]
+    pub announce: bool,
+}
+
+/// `tier1`.
+#[derive(Debug, Args)]
+pub struct Tier1Args {
+    /// Address of the Sinfonia tier-1 API [default: 127.0.0.1:8080].
+    #[arg(long, env = "OLIVE2022_TIER1_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory of the recipes (`<uuid>.yaml`): an unknown backend is
+    /// then refused with 404 before any forward (default: none, every
+    /// backend is passed on).
+    #[arg(long, env = "OLIVE2022_TIER1_RECIPES", value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+    /// The token cloudlets must send with their reports (`Authorization:
+    /// Bearer TOKEN`); reports are open when unset. Never printed.
+    #[arg(
+        long,
+        env = "OLIVE2022_TIER1_CLOUDLET_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub cloudlet_token: Option<String>,
+    /// Seconds a forwarded deploy may take before the next cloudlet is
+    /// tried [default: 10].
+    #[arg(long, env = "OLIVE2022_TIER1_FORWARD_TIMEOUT", value_name = "SECS")]
+    pub forward_timeout: Option<u64>,
+    /// Deploy requests a minute per client address; 0 for no limit
+    /// [default: 60].
+    #[arg(long, env = "OLIVE2022_TIER1_DEPLOY_RATE", value_name = "PER_MINUTE")]
+    pub deploy_rate: Option<u32>,
+    /// Once ready, print `{"api": "IP:PORT"}` on standard output.
     #[arg(long, hide = true)]
     pub announce: bool,
 }

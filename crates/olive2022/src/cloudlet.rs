@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.data_dir.display(),
             config.cache_dir.display()
         );
-        for tier1 in &config.federation.tier1_urls {
+        for tier1 in &config.reporting.tier1_urls {
             println!("Would report to the Sinfonia tier 1 at {tier1} every 15 s");
         }
         return Ok(ExitCode::SUCCESS);
@@ -113,7 +113,7 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// The first of SIGTERM (`systemctl stop`, `docker stop`), SIGINT (Ctrl-C)
 /// and SIGHUP (the terminal gone); its name.
-async fn stop_signal() -> &'static str {
+pub(crate) async fn stop_signal() -> &'static str {
     tokio::select! {
         () = delivered(SignalKind::terminate(), "SIGTERM") => "SIGTERM",
         () = delivered(SignalKind::interrupt(), "SIGINT") => "SIGINT",
@@ -165,6 +165,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         local_network: args.local_network.clone(),
         accept_clients: args.accept_clients.clone(),
         reject_clients: args.reject_clients.clone(),
+        forward_timeout: args.forward_timeout,
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,

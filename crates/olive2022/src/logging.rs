@@ -36,7 +36,7 @@ pub fn init(cli: &Cli) {
 /// happened; a command's user only what went wrong (the command prints its
 /// own progress).
 fn default_level(cli: &Cli) -> &'static str {
-    let serving = matches!(cli.command, Some(Command::Cloudlet(_)));
+    let serving = matches!(cli.command, Some(Command::Cloudlet(_) | Command::Tier1(_)));
     let levels = if serving {
         ["error", "info", "debug", "trace"]
     } else {

@@ -22,6 +22,7 @@ mod logging;
 mod manpages;
 mod progress;
 mod snapshot;
+mod tier1;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Install(args) => handler::install(&cli, args),
         Command::Uninstall => handler::uninstall(&cli),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
+        Command::Tier1(args) => tier1::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => manpages::run(args),

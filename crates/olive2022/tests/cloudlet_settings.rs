@@ -114,6 +114,7 @@ fn without_a_file_every_key_has_its_default() {
             "cache-max-bytes",
             "data-dir",
             "deploy-rate",
+            "forward-timeout",
             "idle-timeout",
             "listen",
             "local-network",

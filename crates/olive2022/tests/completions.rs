@@ -7,8 +7,9 @@ use std::process::{Command, Output, Stdio};
 const OLIVE: &str = env!("CARGO_BIN_EXE_olive2022");
 
 /// The visible subcommands every script and page must name.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "install",
+    "tier1",
     "uninstall",
     "launch",
     "stage2",

@@ -1,0 +1,93 @@
+//! Tier 1: the cloudlets that report to this process, and deploy requests
+//! placed on the best of them and forwarded there.
+//!
+//! `olive2022 tier1` serves this alone ([`tier1`]); `olive2022 cloudlet`
+//! serves it next to its own VMs, itself being one more candidate, served
+//! without HTTP. The room:
+//!
+//! - [`report`]: a report's body read, bounded and checked;
+//! - [`auth`]: the bearer token reporting cloudlets present;
+//! - [`registry`]: the reported cloudlets, refreshed, expired, removed
+//!   (our `DELETE` extension) and marked failed after a failed forward;
+//! - [`client`]: who asks (`X-ClientIP`, `X-Location`, `?results=N`);
+//! - [`placement`]: Sinfonia's matchers in order (network, location) and
+//!   then load, as a ranked list of candidates;
+//! - [`forward`]: one deploy request sent on to a tier 2, its answer
+//!   checked;
+//! - [`dispatch`]: the candidates tried in turn until enough answered;
+//! - [`routes`]: the report endpoints, shared by both servers;
+//! - [`tier1`]: the tier-1-only server.
+//!
+//! [`Federation`] holds the state both servers share.
+
+pub mod auth;
+pub mod client;
+pub mod dispatch;
+pub mod forward;
+pub mod placement;
+pub mod registry;
+pub mod report;
+pub mod routes;
+pub mod tier1;
+
+use std::time::Duration;
+
+use crate::rate_limit::RateLimiter;
+
+pub use auth::BearerToken;
+pub use registry::CloudletRegistry;
+
+/// Default `--forward-timeout`: how long a tier 2 has to answer a
+/// forwarded deploy before the next candidate is tried. A deploy waits for
+/// the VM to start (not to boot), which takes a few seconds once the image
+/// is cached; a first pull of a large image may need more.
+pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reports a minute per reporting address: a tier 2 reports every 15 s, so
+/// this leaves room for a few dozen cloudlets behind one address.
+pub const REPORTS_PER_MINUTE: u32 = 240;
+
+/// What tier 1 needs to know.
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    /// The token reporting cloudlets must present (`--cloudlet-token`);
+    /// reports are open when `None`.
+    pub cloudlet_token: Option<BearerToken>,
+    /// How long a forwarded deploy may take (`--forward-timeout`).
+    pub forward_timeout: Duration,
+}
+
+impl Default for FederationConfig {
+    fn default() -> FederationConfig {
+        FederationConfig {
+            cloudlet_token: None,
+            forward_timeout: DEFAULT_FORWARD_TIMEOUT,
+        }
+    }
+}
+
+/// The tier-1 state: the reported cloudlets, how to reach them, who may
+/// report.
+#[derive(Debug)]
+pub struct Federation {
+    /// The reported cloudlets.
+    pub registry: CloudletRegistry,
+    /// Sends deploy requests on.
+    pub forwarder: forward::Forwarder,
+    /// The token reports must carry.
+    pub token: Option<BearerToken>,
+    /// Reports per reporting address.
+    pub report_limiter: RateLimiter,
+}
+
+impl Federation {
+    /// Empty: no cloudlet known yet. Fails only when the HTTP client
+    /// cannot be built (no TLS roots…).
+    pub fn new(config: FederationConfig) -> Result<Federation, String> {
+        Ok(Federation {
+            registry: CloudletRegistry::new(),
+            forwarder: forward::Forwarder::new(config.forward_timeout)?,
+            token: config.cloudlet_token,
+            report_limiter: RateLimiter::new(REPORTS_PER_MINUTE),
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! `olive2022 tier1`: a Sinfonia tier 1 alone. Cloudlets (`olive2022
+//! cloudlet`, or real Sinfonia tier 2s) report to it; it places each
+//! deploy on the best of them and forwards it
+//! ([`cloudlet::federation::tier1`]). Serves until SIGTERM, SIGINT or
+//! SIGHUP.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use cloudlet::federation::tier1::{Tier1, Tier1Config};
+use cloudlet::settings::{DEFAULT_DEPLOY_RATE, DEFAULT_LISTEN, federation};
+
+use crate::cli::{Cli, Tier1Args};
+use crate::cloudlet::stop_signal;
+
+/// Runs `tier1` until a stop signal.
+pub fn run(cli: &Cli, args: &Tier1Args) -> Result<ExitCode> {
+    let config = Tier1Config {
+        listen: args.listen.unwrap_or(DEFAULT_LISTEN),
+        recipes_dir: args.recipes.clone(),
+        deploy_rate: args.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
+        federation: federation(args.cloudlet_token.as_deref(), args.forward_timeout)?,
+    };
+    if cli.dry_run {
+        println!(
+            "Would serve the Sinfonia tier-1 API on http://{} (reports {})",
+            config.listen,
+            if config.federation.cloudlet_token.is_some() {
+                "need the cloudlet token"
+            } else {
+                "open to any cloudlet"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tier 1's runtime")?;
+    runtime.block_on(serve(config, args.announce))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Tier1Config, announce: bool) -> Result<()> {
+    let authenticated = config.federation.cloudlet_token.is_some();
+    let tier1 = Tier1::bind(config)
+        .await
+        .context("cannot start the tier 1")?;
+    let api = tier1
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(api = %format!("http://{api}"), authenticated, "tier 1 ready");
+    if announce {
+        let line = serde_json::json!({ "api": api.to_string() });
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .context("cannot announce the tier 1's address")?;
+    }
+    tier1
+        .run(async {
+            let signal = stop_signal().await;
+            tracing::info!(signal, "stopping");
+        })
+        .await
+        .context("the tier 1 stopped")
+}

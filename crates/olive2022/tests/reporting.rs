@@ -1,0 +1,342 @@
+//! `olive2022 cloudlet --tier1-url`: a cloudlet reporting itself to a tier 1
+//! as a Sinfonia tier 2 does. The tier 1 is a second `olive2022 cloudlet`
+//! (which records reports and lists them) or a fake HTTP server (which
+//! records every request); the real Sinfonia tier 1 is `scripts/interop.sh`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::http::{Reply, Request};
+use testkit::registry::free_port;
+
+const URL: &str = "vmnetx+https://olivearchive.org/launch/federation-test/package.nxpk";
+const TOKEN: &str = "t0ken-that-must-never-be-logged";
+
+fn olive() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_olive2022"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `olive2022 -vv cloudlet` as a child process, its log in `<data>.log`;
+/// stopped with SIGTERM on drop.
+struct CloudletProcess {
+    child: Child,
+    api: String,
+    data_dir: PathBuf,
+}
+
+impl CloudletProcess {
+    fn start(recipes: &Path, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let (api_port, wg_port) = (free_port(), free_port());
+        let child = olive()
+            .envs(env.iter().copied())
+            .args(["-vv", "cloudlet", "--recipes", recipes.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+            .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
+            .args(["--data-dir", data_dir.to_str().unwrap()])
+            .args(["--cache-dir", data_dir.join("cache").to_str().unwrap()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let cloudlet = CloudletProcess {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            data_dir: data_dir.to_owned(),
+        };
+        wait_until("the cloudlet's API", 60, || {
+            std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+        });
+        cloudlet
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    fn uuid(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("cloudlet.uuid"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// SIGTERM, then the exit status (killed after 30 s).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        testkit::run("kill", &["-TERM", &self.child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for CloudletProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `GET {api}/api/v1/cloudlets/` as JSON.
+fn cloudlets(api: &str) -> Vec<Value> {
+    let body = testkit::run("curl", &["-sf", &format!("{api}/api/v1/cloudlets/")]);
+    serde_json::from_str::<Vec<Value>>(&body).unwrap()
+}
+
+/// The entry of `uuid` on the tier 1 at `api`, once it satisfies `ready`.
+fn reported(api: &str, uuid: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut found = None;
+    wait_until("the report on tier 1", 60, || {
+        found = cloudlets(api)
+            .into_iter()
+            .find(|entry| entry["uuid"] == uuid && ready(entry));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn a_cloudlet_reports_itself_to_tier1_under_a_uuid_that_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("RECIPES");
+    std::fs::create_dir(&recipes).unwrap();
+    let tier1 = CloudletProcess::start(&recipes, &dir.path().join("tier1"), &[], &[]);
+    let public = "http://tier2.example.org:8443/sinfonia";
+    let site = |location: &str| {
+        vec![
+            "--tier1-url".to_owned(),
+            format!("{}/", tier1.api),
+            "--public-url".to_owned(),
+            public.to_owned(),
+            "--max-vms".to_owned(),
+            "3".to_owned(),
+            "--location".to_owned(),
+            location.to_owned(),
+            "--accept-clients".to_owned(),
+            "10.1.0.0/16".to_owned(),
+            "--reject-clients".to_owned(),
+            "10.1.2.0/24".to_owned(),
+            "--local-network".to_owned(),
+            "192.0.2.0/24".to_owned(),
+        ]
+    };
+    let args = site("40.44,-79.94");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = dir.path().join("tier2");
+    let mut tier2 = CloudletProcess::start(&recipes, &data, &args, &[]);
+    let uuid = tier2.uuid();
+    let entry = reported(&tier1.api, &uuid, |_| true);
+    assert_eq!(entry["endpoint"], format!("{public}/api/v1/deploy"));
+    assert_eq!(entry["locations"], serde_json::json!([[40.44, -79.94]]));
+    assert_eq!(
+        entry["accepted_clients"],
+        serde_json::json!(["10.1.0.0/16"])
+    );
+    assert_eq!(
+        entry["rejected_clients"],
+        serde_json::json!(["10.1.2.0/24"])
+    );
+    assert_eq!(entry["local_networks"], serde_json::json!(["192.0.2.0/24"]));
+    let resources = &entry["resources"];
+    for ratio in ["cpu_ratio", "mem_ratio"] {
+        let value = resources[ratio]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{entry}"));
+        assert!((0.0..=1.0).contains(&value), "{ratio}: {entry}");
+    }
+    for rate in ["net_rx_rate", "net_tx_rate"] {
+        assert!(resources[rate].as_f64().unwrap() >= 0.0, "{entry}");
+    }
+    assert_eq!(resources["vm_slots_free"], 3.0, "{entry}");
+    assert!(tier2.log().contains("report sent"), "{}", tier2.log());
+
+    // Restarted on the same data directory, elsewhere: the same cloudlet
+    // moves, no twin appears.
+    assert!(tier2.terminate().unwrap().success(), "{}", tier2.log());
+    let args = site("46.52,6.63");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tier2 = CloudletProcess::start(&recipes, &data, &args, &[]);
+    assert_eq!(tier2.uuid(), uuid);
+    reported(&tier1.api, &uuid, |entry| {
+        entry["locations"] == serde_json::json!([[46.52, 6.63]])
+    });
+    let twins = cloudlets(&tier1.api)
+        .iter()
+        .filter(|entry| entry["endpoint"] == format!("{public}/api/v1/deploy"))
+        .count();
+    assert_eq!(twins, 1);
+}
+
+/// A fake tier 1 that records every request and answers 204.
+fn fake_tier1() -> testkit::http::FakeServer {
+    testkit::http::fake(|_: &Request| Reply::Answer(204, vec![], vec![]))
+}
+
+#[test]
+fn reports_carry_the_bearer_token_and_a_stop_says_goodbye() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("RECIPES");
+    std::fs::create_dir(&recipes).unwrap();
+    let tier1 = fake_tier1();
+    let data = dir.path().join("tier2");
+    let env = [("OLIVE2022_CLOUDLET_CLOUDLET_TOKEN", TOKEN)];
+    let args = ["--tier1-url", &tier1.base];
+    let mut tier2 = CloudletProcess::start(&recipes, &data, &args, &env);
+    let uuid = tier2.uuid();
+    wait_until("a report", 60, || {
+        tier1.seen().iter().any(|r| r.method == "POST")
+    });
+    let report = tier1
+        .seen()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(report.target, "/api/v1/cloudlets/");
+    assert_eq!(
+        report.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let body: Value = serde_json::from_slice(&report.body).unwrap();
+    assert_eq!(body["uuid"], uuid.as_str());
+    assert_eq!(body["endpoint"], format!("{}/api/v1/deploy", tier2.api));
+
+    assert!(tier2.terminate().unwrap().success(), "{}", tier2.log());
+    let goodbye = tier1.seen().into_iter().find(|r| r.method == "DELETE");
+    let goodbye = goodbye.unwrap_or_else(|| panic!("no DELETE: {}", tier2.log()));
+    assert_eq!(goodbye.target, format!("/api/v1/cloudlets/{uuid}"));
+    assert_eq!(
+        goodbye.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let log = tier2.log();
+    assert!(log.contains("goodbye sent"), "{log}");
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+
+    // Nor does --print-config show it; it says it is set.
+    let shown = olive()
+        .args(["cloudlet", "--print-config", "--data-dir", "/nonexistent"])
+        .args(["--tier1-url", &tier1.base])
+        .env("OLIVE2022_CLOUDLET_CLOUDLET_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", text(&shown));
+    let shown = text(&shown);
+    assert!(!shown.contains(TOKEN), "{shown}");
+    assert!(shown.contains("cloudlet-token: set"), "{shown}");
+    assert!(
+        shown.contains(&format!("tier1-url = [\"{}\"]", tier1.base)),
+        "{shown}"
+    );
+}
+
+#[test]
+fn without_a_token_no_authorization_header_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("RECIPES");
+    std::fs::create_dir(&recipes).unwrap();
+    let tier1 = fake_tier1();
+    let args = ["--tier1-url", &tier1.base];
+    let tier2 = CloudletProcess::start(&recipes, &dir.path().join("tier2"), &args, &[]);
+    wait_until("a report", 60, || {
+        tier1.seen().iter().any(|r| r.method == "POST")
+    });
+    let report = tier1
+        .seen()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(report.header("authorization"), None);
+    drop(tier2);
+}
+
+/// A package of a small real disk, converted into `dir/RECIPES` with its
+/// image in an OCI layout.
+fn converted(dir: &Path) -> PathBuf {
+    let raw = testkit::ext4_disk(dir, "24M");
+    let qcow2 = testkit::qcow2_of(&raw, &[]);
+    let package = dir.join("vm.nxpk");
+    testkit::package(&package, "Federation test VM", &qcow2, "qcow2", false);
+    let recipes = dir.join("RECIPES");
+    let layout = format!("oci:{}", dir.join("layout").display());
+    let output = olive()
+        .args([
+            "-q",
+            "convert",
+            "--yes",
+            "--recipes",
+            recipes.to_str().unwrap(),
+        ])
+        .args(["--output", &layout, URL, package.to_str().unwrap()])
+        .env_remove("OLIVE2022_CREDENTIALS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    recipes
+}
+
+#[test]
+fn a_tier1_that_is_down_does_not_stop_the_cloudlet_serving_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = converted(dir.path());
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let args = ["--tier1-url", &closed];
+    let started = Instant::now();
+    let tier2 = CloudletProcess::start(&recipes, &dir.path().join("tier2"), &args, &[]);
+
+    let report = dir.path().join("report.json");
+    let launched = olive()
+        .args(["launch", "--timeout", "90", "--tier1-url", &tier2.api])
+        .args(["--viewer", env!("CARGO_BIN_EXE_rfb-probe"), URL])
+        .env("XDG_CACHE_HOME", dir.path().join("client"))
+        .env("RFB_REPORT", &report)
+        .env_remove("OLIVE2022_VIEWER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(launched.status.success(), "{}", text(&launched));
+    let screen: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(screen["banner"], "RFB 003.008\n");
+
+    // Attempts at about 1, 3, 7, 15 s…: one warning for the whole outage,
+    // counted once three attempts have failed (the launch may be quicker).
+    while started.elapsed() < Duration::from_secs(9) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = tier2.log();
+    assert_eq!(
+        log.matches("tier 1 unreachable").count(),
+        1,
+        "one warning per outage:\n{log}"
+    );
+    assert!(log.contains("WARN"), "{log}");
+}
