@@ -36,6 +36,9 @@ set -euo pipefail
 #                 from /usr/share/novnc (a run-time dependency of that mode)
 #   chromium     a real headless browser shows the demo VM through
 #                 `demo --browser` in a test (driven over its DevTools pipe)
+#   python3-zeroconf  the Python mDNS library Sinfonia's tier 2 announces
+#                 with: the zeroconf test browses for our cloudlet and
+#                 announces a tier 2 for `launch --zeroconf` with it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -43,7 +46,7 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     desktop-file-utils xdg-utils libglib2.0-bin
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
-    man-db groff-base novnc chromium)
+    man-db groff-base novnc chromium python3-zeroconf)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -7,7 +7,8 @@
 //! command turns flags, `OLIVE2022_CLOUDLET_*` variables and the `--config`
 //! file into its settings (merged in that order of precedence, over the
 //! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
-//! reports, and serves until SIGTERM, SIGINT or SIGHUP: then it stops
+//! reports, announces it over mDNS with `--zeroconf` ([`cloudlet::zeroconf`],
+//! withdrawn as soon as a stop is asked for), and serves until SIGTERM, SIGINT or SIGHUP: then it stops
 //! taking deploys, stops every VM and exits 0, or gives up after
 //! [`STOP_GRACE`] (its VMs end with it: each QEMU has a parent-death
 //! signal).
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cloudlet::settings::CloudletSettings;
+use cloudlet::zeroconf::Announcement;
 use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -48,17 +50,23 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.data_dir.display(),
             config.cache_dir.display()
         );
+        if args.zeroconf {
+            println!(
+                "Would announce {} over mDNS on the local network",
+                sinfonia::zeroconf::instance_full_name()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
-    runtime.block_on(serve(config, args.announce))?;
+    runtime.block_on(serve(config, args.announce, args.zeroconf))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: LocalCloudletConfig, announce: bool) -> Result<()> {
+async fn serve(config: LocalCloudletConfig, announce: bool, zeroconf: bool) -> Result<()> {
     let recipes = config.recipes_dir.clone();
     let cloudlet = LocalCloudlet::start(config)
         .await
@@ -80,10 +88,19 @@ async fn serve(config: LocalCloudletConfig, announce: bool) -> Result<()> {
             .and_then(|()| stdout.flush())
             .context("cannot announce the cloudlet's addresses")?;
     }
+    let mdns = zeroconf
+        .then(|| Announcement::start(cloudlet.api_addr()))
+        .transpose()?;
     let (stopping, stop_requested) = tokio::sync::watch::channel(false);
     let run = cloudlet.run(async move {
         let signal = stop_signal().await;
         tracing::info!(signal, "stopping: no new deploys, every VM stopped");
+        // No longer offered to the network once it takes no deploys.
+        if let Some(mdns) = mdns {
+            tokio::task::spawn_blocking(move || mdns.withdraw())
+                .await
+                .ok();
+        }
         let _ = stopping.send(true);
     });
     tokio::select! {
