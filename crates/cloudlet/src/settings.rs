@@ -73,6 +73,8 @@ pub struct CloudletSettings {
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
     pub accel: Option<AccelSetting>,
+    /// Announce the cloudlet on the local network over mDNS.
+    pub zeroconf: Option<bool>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -186,6 +188,7 @@ impl CloudletSettings {
             cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
+            zeroconf: self.zeroconf.or(lower.zeroconf),
         }
     }
 
@@ -214,6 +217,7 @@ impl CloudletSettings {
             idle_timeout: Duration::from_secs(
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
+            zeroconf: self.zeroconf.unwrap_or(false),
         })
     }
 
@@ -234,6 +238,7 @@ impl CloudletSettings {
             cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
+            zeroconf: Some(config.zeroconf),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\

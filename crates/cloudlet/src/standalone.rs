@@ -6,7 +6,8 @@
 //! address and keep-alive ([`sinfonia::tier2`]), builds the
 //! [`LocalBackend`] on it, binds the API and lets tunnel traffic extend
 //! leases. [`LocalCloudlet::run`] serves until told to stop, then releases
-//! every deployment and shuts the tunnel down. A front end only has to
+//! every deployment and shuts the tunnel down. With `zeroconf` the API is
+//! announced on the local network from start until a stop is asked for. A front end only has to
 //! fill in a [`LocalCloudletConfig`].
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use crate::config::CloudletConfig;
 use crate::data_dir::{DataDirError, KEY_FILE, load_or_create_key};
 use crate::local::LocalBackend;
 use crate::server::{Cloudlet, ServeError};
+use crate::zeroconf::{AnnounceError, Announcement};
 
 /// What the single-machine cloudlet needs to start.
 #[derive(Debug, Clone)]
@@ -49,6 +51,9 @@ pub struct LocalCloudletConfig {
     pub cache_max_bytes: u64,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
+    /// Announce the API on the local network over mDNS
+    /// ([`crate::zeroconf`]).
+    pub zeroconf: bool,
 }
 
 impl LocalCloudletConfig {
@@ -87,6 +92,9 @@ pub enum StartError {
     /// The API did not start, or failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// `zeroconf` is set and the announcement failed.
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
 }
 
 /// A started single-machine cloudlet; [`LocalCloudlet::run`] serves it.
@@ -94,6 +102,7 @@ pub struct LocalCloudlet {
     cloudlet: Cloudlet<LocalBackend>,
     tunnel: TunnelServer,
     public_endpoint: String,
+    announcement: Option<Announcement>,
 }
 
 impl LocalCloudlet {
@@ -144,6 +153,17 @@ impl LocalCloudlet {
                 return Err(e.into());
             }
         };
+        let announcement = if config.zeroconf {
+            match Announcement::start(cloudlet.local_addr()) {
+                Ok(announcement) => Some(announcement),
+                Err(e) => {
+                    tunnel.shutdown().await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let registry = cloudlet.registry();
         handle.on_activity(move |address| {
             registry.touch(address);
@@ -152,6 +172,7 @@ impl LocalCloudlet {
             cloudlet,
             tunnel,
             public_endpoint,
+            announcement,
         })
     }
 
@@ -170,12 +191,22 @@ impl LocalCloudlet {
         &self.public_endpoint
     }
 
-    /// Serves until `shutdown` completes; then releases every deployment
-    /// (peers removed, VMs stopped) and stops the tunnel.
+    /// Serves until `shutdown` completes; then withdraws the mDNS
+    /// announcement at once (no longer offered once it takes no deploys),
+    /// releases every deployment (peers removed, VMs stopped) and stops the
+    /// tunnel.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let announcement = self.announcement;
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(announcement) = announcement {
+                // Waits (briefly) for the goodbye to go out.
+                let _ = tokio::task::spawn_blocking(move || announcement.withdraw()).await;
+            }
+        };
         let served = self.cloudlet.run(shutdown).await;
         self.tunnel.shutdown().await;
         Ok(served?)

@@ -122,6 +122,7 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         deploy_rate: 0,
         cache_max_bytes: 0,
         idle_timeout: Duration::from_secs(600),
+        zeroconf: false,
     };
     let cloudlet = runtime.block_on(LocalCloudlet::start(config)).unwrap();
     let api = format!("http://{}", cloudlet.api_addr());

@@ -56,6 +56,12 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
                 sinfonia::zeroconf::instance_full_name()
             );
         }
+        if config.zeroconf {
+            println!(
+                "Would announce {} over mDNS on the local network",
+                sinfonia::zeroconf::instance_full_name()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -168,6 +174,8 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         cache_max_bytes: args.cache_max_bytes,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
+        // Unset unless given: the file may turn it on.
+        zeroconf: args.zeroconf.then_some(true),
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,

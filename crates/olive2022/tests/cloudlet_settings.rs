@@ -117,7 +117,8 @@ fn without_a_file_every_key_has_its_default() {
             "listen",
             "max-vms",
             "recipes",
-            "wg-listen"
+            "wg-listen",
+            "zeroconf"
         ]
     );
     assert_eq!(string(&settings, "listen"), "127.0.0.1:8080");
@@ -128,6 +129,7 @@ fn without_a_file_every_key_has_its_default() {
     assert_eq!(settings["max-vms"].as_integer(), Some(4));
     assert_eq!(settings["idle-timeout"].as_integer(), Some(600));
     assert_eq!(settings["deploy-rate"].as_integer(), Some(60));
+    assert_eq!(settings["zeroconf"].as_bool(), Some(false));
 }
 
 #[test]

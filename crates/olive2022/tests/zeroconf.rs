@@ -218,10 +218,12 @@ fn python(
     (Running(child), lines(stdout))
 }
 
-/// `olive2022 cloudlet --zeroconf` on the cloudlet side, once it serves.
-fn cloudlet(link: &Link, dir: &Path, recipes: &Path) -> Running {
+/// `olive2022 cloudlet` on the cloudlet side with `announced` (the flag,
+/// or a settings file that turns it on), once it serves.
+fn cloudlet(link: &Link, dir: &Path, recipes: &Path, announced: &[&str]) -> Running {
     let mut child = Link::command(&link.cloudlet_side, env!("CARGO_BIN_EXE_olive2022"))
-        .args(["cloudlet", "--zeroconf", "--announce"])
+        .args(["cloudlet", "--announce"])
+        .args(announced)
         .args(["--listen", &format!("{CLOUDLET_IP}:{API_PORT}")])
         .args(["--wg-listen", &format!("{CLOUDLET_IP}:51820")])
         .args(["--public-endpoint", &format!("{CLOUDLET_IP}:51820")])
@@ -279,7 +281,15 @@ fn python_zeroconf_finds_our_cloudlet_with_sinfonias_record_until_it_stops() {
     let dir = tempfile::tempdir().unwrap();
     let recipes = dir.path().join("RECIPES");
     std::fs::create_dir(&recipes).unwrap();
-    let mut cloudlet = cloudlet(&link, dir.path(), &recipes);
+    // From the settings file, as a service would have it.
+    let settings = dir.path().join("cloudlet.toml");
+    std::fs::write(&settings, "zeroconf = true\n").unwrap();
+    let mut cloudlet = cloudlet(
+        &link,
+        dir.path(),
+        &recipes,
+        &["--config", settings.to_str().unwrap()],
+    );
 
     let (_browser, events) = python(
         dir.path(),
@@ -378,7 +388,7 @@ fn launch_zeroconf_reaches_the_screen_of_a_vm_of_our_cloudlet() {
     let link = Link::new();
     let dir = tempfile::tempdir().unwrap();
     let recipes = converted_to_layout(dir.path());
-    let _cloudlet = cloudlet(&link, dir.path(), &recipes);
+    let _cloudlet = cloudlet(&link, dir.path(), &recipes, &["--zeroconf"]);
 
     let report = dir.path().join("report.json");
     let output = Link::command(&link.user_side, env!("CARGO_BIN_EXE_olive2022"))
