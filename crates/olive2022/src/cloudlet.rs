@@ -7,8 +7,8 @@
 //! command turns flags, `OLIVE2022_CLOUDLET_*` variables and the `--config`
 //! file into its settings (merged in that order of precedence, over the
 //! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
-//! reports, announces it over mDNS with `--zeroconf` ([`cloudlet::zeroconf`],
-//! withdrawn as soon as a stop is asked for), and serves until SIGTERM, SIGINT or SIGHUP: then it stops
+//! reports, and serves (announced over mDNS with `--zeroconf`, by
+//! [`cloudlet::zeroconf`]) until SIGTERM, SIGINT or SIGHUP: then it stops
 //! taking deploys, stops every VM and exits 0, or gives up after
 //! [`STOP_GRACE`] (its VMs end with it: each QEMU has a parent-death
 //! signal).
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cloudlet::settings::CloudletSettings;
-use cloudlet::zeroconf::Announcement;
 use cloudlet::{LocalCloudlet, LocalCloudletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -50,12 +49,6 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
             config.data_dir.display(),
             config.cache_dir.display()
         );
-        if args.zeroconf {
-            println!(
-                "Would announce {} over mDNS on the local network",
-                sinfonia::zeroconf::instance_full_name()
-            );
-        }
         if config.zeroconf {
             println!(
                 "Would announce {} over mDNS on the local network",
@@ -68,11 +61,11 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
-    runtime.block_on(serve(config, args.announce, args.zeroconf))?;
+    runtime.block_on(serve(config, args.announce))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: LocalCloudletConfig, announce: bool, zeroconf: bool) -> Result<()> {
+async fn serve(config: LocalCloudletConfig, announce: bool) -> Result<()> {
     let recipes = config.recipes_dir.clone();
     let cloudlet = LocalCloudlet::start(config)
         .await
@@ -94,19 +87,10 @@ async fn serve(config: LocalCloudletConfig, announce: bool, zeroconf: bool) -> R
             .and_then(|()| stdout.flush())
             .context("cannot announce the cloudlet's addresses")?;
     }
-    let mdns = zeroconf
-        .then(|| Announcement::start(cloudlet.api_addr()))
-        .transpose()?;
     let (stopping, stop_requested) = tokio::sync::watch::channel(false);
     let run = cloudlet.run(async move {
         let signal = stop_signal().await;
         tracing::info!(signal, "stopping: no new deploys, every VM stopped");
-        // No longer offered to the network once it takes no deploys.
-        if let Some(mdns) = mdns {
-            tokio::task::spawn_blocking(move || mdns.withdraw())
-                .await
-                .ok();
-        }
         let _ = stopping.send(true);
     });
     tokio::select! {

@@ -418,4 +418,10 @@ fn launch_zeroconf_reaches_the_screen_of_a_vm_of_our_cloudlet() {
     // The deploy request came over the link, from the user side.
     let log = std::fs::read_to_string(dir.path().join("cloudlet.log")).unwrap();
     assert!(log.contains(&format!("client=\"{USER_IP}:")), "{log}");
+    // Announced once, by one responder.
+    assert_eq!(
+        log.matches("zeroconf: cloudlet announced").count(),
+        1,
+        "{log}"
+    );
 }
