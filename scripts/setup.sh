@@ -40,6 +40,9 @@ set -euo pipefail
 #                 helper (docker-credential-pass over a throw-away GPG key)
 #                 gives the registry tests their credentials
 #   openssl      the throw-away CA and certificate of the HTTPS registry tests
+#   python3-zeroconf  the Python mDNS library Sinfonia's tier 2 announces
+#                 with: the zeroconf test browses for our cloudlet and
+#                 announces a tier 2 for `launch --zeroconf` with it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -48,7 +51,7 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
     man-db groff-base novnc chromium
-    golang-docker-credential-helpers pass gnupg openssl)
+    golang-docker-credential-helpers pass gnupg openssl python3-zeroconf)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -36,7 +36,9 @@
 //! - [`settings`]: the options of `olive2022 cloudlet` from flags,
 //!   environment, a TOML file and defaults, [`CloudletSettings`];
 //! - [`standalone`]: all of it started in one call,
-//!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs.
+//!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs;
+//! - [`zeroconf`]: `--zeroconf`, the cloudlet announced on its local
+//!   network over mDNS as Sinfonia's tier 2 does.
 //!
 //! The tunnel addresses and keep-alive are Sinfonia's tier-2 numbers
 //! ([`sinfonia::tier2`]); the VM limits and disk bus come from `vmnetx`.
@@ -61,6 +63,7 @@ pub mod settings;
 pub mod spec;
 pub mod standalone;
 pub mod state;
+pub mod zeroconf;
 
 pub use backend::{Backend, BackendError, BackendStats};
 pub use config::CloudletConfig;

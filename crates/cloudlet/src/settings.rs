@@ -98,6 +98,8 @@ pub struct CloudletSettings {
     /// Seconds a forwarded deploy may take before the next cloudlet is
     /// tried.
     pub forward_timeout: Option<u64>,
+    /// Announce the cloudlet on the local network over mDNS.
+    pub zeroconf: Option<bool>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -229,6 +231,7 @@ impl CloudletSettings {
             accept_clients: self.accept_clients.or(lower.accept_clients),
             reject_clients: self.reject_clients.or(lower.reject_clients),
             forward_timeout: self.forward_timeout.or(lower.forward_timeout),
+            zeroconf: self.zeroconf.or(lower.zeroconf),
         }
     }
 
@@ -270,6 +273,7 @@ impl CloudletSettings {
                 self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             ),
             registry_ca: self.registry_ca,
+            zeroconf: self.zeroconf.unwrap_or(false),
         })
     }
 
@@ -301,6 +305,7 @@ impl CloudletSettings {
             accept_clients: Some(config.reporting.accepted_clients.clone()),
             reject_clients: Some(config.reporting.rejected_clients.clone()),
             forward_timeout: Some(config.federation.forward_timeout.as_secs()),
+            zeroconf: Some(config.zeroconf),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\

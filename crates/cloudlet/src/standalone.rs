@@ -8,8 +8,9 @@
 //! leases. [`LocalCloudlet::run`] serves, reporting to the tier 1s of its
 //! [`Federation`] settings ([`crate::reporter`]) under the UUID kept in the
 //! data directory, until told to stop; then says goodbye to them, releases
-//! every deployment and shuts the tunnel down. A front end only has to
-//! fill in a [`LocalCloudletConfig`].
+//! every deployment and shuts the tunnel down. With `zeroconf` the API is
+//! announced on the local network from start until a stop is asked for. A
+//! front end only has to fill in a [`LocalCloudletConfig`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use crate::federation::FederationConfig;
 use crate::local::LocalBackend;
 use crate::reporter::{Federation, FreeSlots, Reporter, ReporterConfig};
 use crate::server::{Cloudlet, ServeError};
+use crate::zeroconf::{AnnounceError, Announcement};
 
 /// What the single-machine cloudlet needs to start.
 #[derive(Debug, Clone)]
@@ -67,6 +69,9 @@ pub struct LocalCloudletConfig {
     /// As tier 1: the token reporting cloudlets present and the forward
     /// timeout.
     pub federation: FederationConfig,
+    /// Announce the API on the local network over mDNS
+    /// ([`crate::zeroconf`]).
+    pub zeroconf: bool,
 }
 
 impl LocalCloudletConfig {
@@ -105,6 +110,9 @@ pub enum StartError {
     /// The API did not start, or failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// `zeroconf` is set and the announcement failed.
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
 }
 
 /// A started single-machine cloudlet; [`LocalCloudlet::run`] serves it.
@@ -114,6 +122,7 @@ pub struct LocalCloudlet {
     public_endpoint: String,
     reporting: ReporterConfig,
     free_slots: FreeSlots,
+    announcement: Option<Announcement>,
 }
 
 impl LocalCloudlet {
@@ -168,6 +177,17 @@ impl LocalCloudlet {
                 return Err(e.into());
             }
         };
+        let announcement = if config.zeroconf {
+            match Announcement::start(cloudlet.local_addr()) {
+                Ok(announcement) => Some(announcement),
+                Err(e) => {
+                    tunnel.shutdown().await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let registry = cloudlet.registry();
         let slots = cloudlet.registry();
         handle.on_activity(move |address| {
@@ -185,6 +205,7 @@ impl LocalCloudlet {
             public_endpoint,
             reporting,
             free_slots: Arc::new(move || max_vms.saturating_sub(slots.active())),
+            announcement,
         })
     }
 
@@ -214,8 +235,10 @@ impl LocalCloudlet {
         &self.public_endpoint
     }
 
-    /// Serves until `shutdown` completes; then releases every deployment
-    /// (peers removed, VMs stopped) and stops the tunnel.
+    /// Serves until `shutdown` completes; then withdraws the mDNS
+    /// announcement at once (no longer offered once it takes no deploys),
+    /// releases every deployment (peers removed, VMs stopped) and stops the
+    /// tunnel.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -223,8 +246,13 @@ impl LocalCloudlet {
         let reporter = Reporter::spawn(self.reporting, self.free_slots);
         // Tier 1 hears of the stop before the VMs go, so it sends no more
         // clients here.
+        let announcement = self.announcement;
         let shutdown = async move {
             shutdown.await;
+            if let Some(announcement) = announcement {
+                // Waits (briefly) for the mDNS goodbye to go out.
+                let _ = tokio::task::spawn_blocking(move || announcement.withdraw()).await;
+            }
             reporter.goodbye().await;
         };
         let served = self.cloudlet.run(shutdown).await;

@@ -125,6 +125,7 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         registry_ca: None,
         reporting: Default::default(),
         federation: cloudlet::federation::FederationConfig::default(),
+        zeroconf: false,
     };
     let cloudlet = runtime.block_on(LocalCloudlet::start(config)).unwrap();
     let api = format!("http://{}", cloudlet.api_addr());

@@ -131,6 +131,11 @@ pub struct LaunchArgs {
     /// Sinfonia tier-1 instance to use.
     #[arg(long, env = "OLIVE2022_TIER1_URL", default_value = DEFAULT_TIER1_URL)]
     pub tier1_url: String,
+    /// Find a cloudlet on the local network over mDNS (Sinfonia's
+    /// `_sinfonia._tcp.local.`, a few seconds) and deploy through it
+    /// instead of --tier1-url.
+    #[arg(long)]
+    pub zeroconf: bool,
     /// VNC viewer to run with the single argument vnc://127.0.0.1:PORT
     /// (`browser`: the same as --browser).
     #[arg(long, env = "OLIVE2022_VIEWER", value_name = "PROGRAM")]
@@ -371,6 +376,11 @@ pub struct CloudletArgs {
     /// process ask for port 0 and learn the port (no bind-and-release race).
     #[arg(long, hide = true)]
     pub announce: bool,
+    /// Announce the cloudlet on the local network(s) over mDNS, as
+    /// Sinfonia's tier 2 does (`cloudlet._sinfonia._tcp.local.`, the API's
+    /// port): `launch --zeroconf` finds it without a tier 1.
+    #[arg(long, env = "OLIVE2022_CLOUDLET_ZEROCONF")]
+    pub zeroconf: bool,
 }
 
 /// `tier1`.

@@ -8,8 +8,10 @@
 //! file into its settings (merged in that order of precedence, over the
 //! defaults, by [`cloudlet::settings`]), prints them with `--print-config`,
 //! reports to the `--tier1-url` tier 1s ([`cloudlet::reporter`]), and
-//! serves until SIGTERM, SIGINT or SIGHUP: then it says goodbye to them,
-//! stops taking deploys, stops every VM and exits 0, or gives up after
+//! serves (announced over mDNS with `--zeroconf`, by
+//! [`cloudlet::zeroconf`]) until SIGTERM, SIGINT or SIGHUP: then it says
+//! goodbye to the tier 1s, withdraws the announcement, stops taking
+//! deploys, stops every VM and exits 0, or gives up after
 //! [`STOP_GRACE`] (its VMs end with it: each QEMU has a parent-death
 //! signal).
 //! Single machine by design; beyond one, the same recipes, images and
@@ -51,6 +53,12 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         );
         for tier1 in &config.reporting.tier1_urls {
             println!("Would report to the Sinfonia tier 1 at {tier1} every 15 s");
+        }
+        if config.zeroconf {
+            println!(
+                "Would announce {} over mDNS on the local network",
+                sinfonia::zeroconf::instance_full_name()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -166,6 +174,8 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         accept_clients: args.accept_clients.clone(),
         reject_clients: args.reject_clients.clone(),
         forward_timeout: args.forward_timeout,
+        // Unset unless given: the file may turn it on.
+        zeroconf: args.zeroconf.then_some(true),
     };
     let file = match &args.config {
         Some(path) => CloudletSettings::from_file(path)?,

@@ -10,11 +10,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ::launch::{BROWSER_CHOICE, Frontend, PageEnded, viewer};
+use ::launch::{BROWSER_CHOICE, Frontend, Observer, PageEnded, viewer};
 use anyhow::{Context, Result, bail};
 use sinfonia::deploy::Tier1;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use sinfonia::wireguard::QrStyle;
+use sinfonia::zeroconf;
 use vmnetx::url::VmnetxUrl;
 
 use crate::cli::{Cli, LaunchArgs, QrCodeArg, Stage2Args, UuidArgs};
@@ -50,9 +51,11 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
     // The whole launch, from the deploy request to the viewer, within it.
     let deadline = ::launch::Deadline::after(Duration::from_secs(args.timeout));
     let url = parse(&args.url)?;
-    let tier1 = Tier1::new(&args.tier1_url).context("invalid tier-1 URL")?;
+    let mut observer = observer(cli);
+    let tier1_url = tier1_url(args, &mut observer)?;
+    let tier1 = Tier1::new(&tier1_url).context("invalid tier-1 URL")?;
     if cli.dry_run {
-        return dry_run(args, &url, &tier1);
+        return dry_run(args, &url, &tier1_url, &tier1);
     }
     if args.json {
         bail!("--json prints a plan: use it with --dry-run");
@@ -67,7 +70,6 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
         )?),
         _ => None,
     };
-    let mut observer = observer(cli);
     let deployed = ::launch::deploy(url.sinfonia_uuid(), &tier1, deadline, &mut observer)?;
     if args.config_debug {
         for (file, text) in deployed.debug_config() {
@@ -110,7 +112,21 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
     }
 }
 
-fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1: &Tier1) -> Result<ExitCode> {
+/// Where to deploy: `--tier1-url`, or with `--zeroconf` the cloudlet found
+/// on the local network (Sinfonia's tier 3 would send the request there
+/// instead of to tier 1, too).
+fn tier1_url(args: &LaunchArgs, observer: &mut TerminalObserver) -> Result<String> {
+    if !args.zeroconf {
+        return Ok(args.tier1_url.clone());
+    }
+    observer.status("Looking for a cloudlet on the local network (mDNS)…");
+    let found = zeroconf::discover(zeroconf::BROWSE_TIME)
+        .context("cannot find a cloudlet with --zeroconf")?;
+    observer.status(&format!("Found cloudlet {} at {}", found.name, found.url));
+    Ok(found.url)
+}
+
+fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1_url: &str, tier1: &Tier1) -> Result<ExitCode> {
     let uuid = url.sinfonia_uuid();
     if args.json {
         let plan = ::launch::LaunchPlan::new(url.canonical(), uuid, tier1);
@@ -119,7 +135,7 @@ fn dry_run(args: &LaunchArgs, url: &VmnetxUrl, tier1: &Tier1) -> Result<ExitCode
     }
     println!("UUID: {uuid}");
     println!("Canonical URL: {}", url.canonical());
-    println!("Tier 1: {}", args.tier1_url);
+    println!("Tier 1: {tier1_url}");
     let shown = if args.browser || args.viewer.as_deref() == Some(BROWSER_CHOICE) {
         "serve noVNC to the web browser on 127.0.0.1 and open it"
     } else {

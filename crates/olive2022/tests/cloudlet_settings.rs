@@ -124,6 +124,7 @@ fn without_a_file_every_key_has_its_default() {
             "reject-clients",
             "tier1-url",
             "wg-listen",
+            "zeroconf",
         ]
     );
     assert_eq!(string(&settings, "listen"), "127.0.0.1:8080");
@@ -134,6 +135,7 @@ fn without_a_file_every_key_has_its_default() {
     assert_eq!(settings["max-vms"].as_integer(), Some(4));
     assert_eq!(settings["idle-timeout"].as_integer(), Some(600));
     assert_eq!(settings["deploy-rate"].as_integer(), Some(60));
+    assert_eq!(settings["zeroconf"].as_bool(), Some(false));
 }
 
 #[test]

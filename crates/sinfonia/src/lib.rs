@@ -15,7 +15,9 @@
 //! - [`recipe`]: deployment recipes (`RECIPES/<uuid>.yaml`), loaded with a
 //!   safe YAML loader and checked against Sinfonia's schema;
 //! - [`vmi`]: the values of the olive2022 `vmi` Helm chart, which `convert`
-//!   writes and a cloudlet interprets.
+//!   writes and a cloudlet interprets;
+//! - [`zeroconf`]: the mDNS / DNS-SD record a cloudlet announces on its
+//!   local network, and the browse that finds it without a tier 1.
 //!
 //! The protocol is described in `docs/sinfonia.md`.
 
@@ -27,5 +29,6 @@ pub mod recipe;
 pub mod tier2;
 pub mod vmi;
 pub mod wireguard;
+pub mod zeroconf;
 
 pub use recipe::{Recipe, RecipeError};
