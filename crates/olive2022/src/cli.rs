@@ -168,6 +168,9 @@ pub struct Stage2Args {
     /// Seconds to wait for the VM's display.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// QR code styles of `--qrcode`.

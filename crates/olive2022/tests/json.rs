@@ -249,3 +249,19 @@ fn convert_json_prints_every_job_and_the_failures_too() {
     assert!(first.contains("\"error\":null"), "{first}");
     drop(f.dir);
 }
+
+#[test]
+fn stage2_dry_run_json_names_the_viewer_command() {
+    let tmp = Path::new("/tmp");
+    let output = olive(&["-n", "stage2", "--json", "--viewer", "/bin/true"], tmp);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [launch::Stage2Plan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.vnc, "vmi-vnc:5900");
+    assert_eq!(plan.viewer, PathBuf::from("/bin/true"));
+    assert_eq!(plan.command, ["/bin/true", "vnc://vmi-vnc:5900"]);
+    // Without --dry-run it would wait for a VM: refused before anything.
+    let output = olive(&["stage2", "--json", "--viewer", "/bin/true"], tmp);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--dry-run"));
+}
