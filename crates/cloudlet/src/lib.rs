@@ -29,7 +29,8 @@
 //! - [`settings`]: the options of `olive2022 cloudlet` from flags,
 //!   environment, a TOML file and defaults, [`CloudletSettings`];
 //! - [`standalone`]: all of it started in one call,
-//!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs.
+//!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs;
+//! - [`plan`]: what it would serve, for `--dry-run` ([`CloudletPlan`]).
 //!
 //! The tunnel addresses and keep-alive are Sinfonia's tier-2 numbers
 //! ([`sinfonia::tier2`]); the VM limits and disk bus come from `vmnetx`.
@@ -43,6 +44,7 @@ pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod names;
+pub mod plan;
 pub mod problems;
 pub mod rate_limit;
 pub mod recipes;
@@ -54,6 +56,7 @@ pub mod state;
 
 pub use backend::{Backend, BackendError, BackendStats};
 pub use config::CloudletConfig;
+pub use plan::CloudletPlan;
 pub use problems::ApiError;
 pub use server::{Cloudlet, ServeError, serve};
 pub use settings::{CloudletSettings, SettingsError};

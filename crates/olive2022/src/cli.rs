@@ -248,6 +248,10 @@ pub struct CloudletArgs {
     /// Print the resolved settings as a complete TOML file and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// With --dry-run: print the plan (addresses and directories) as one
+    /// JSON object.
+    #[arg(long, conflicts_with = "print_config")]
+    pub json: bool,
     /// Address of the Sinfonia API (tier 1 and tier 2) [default:
     /// 127.0.0.1:8080].
     #[arg(long, env = "OLIVE2022_CLOUDLET_LISTEN", value_name = "IP:PORT")]

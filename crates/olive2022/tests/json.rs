@@ -265,3 +265,41 @@ fn stage2_dry_run_json_names_the_viewer_command() {
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dry-run"));
 }
+
+#[test]
+fn cloudlet_dry_run_json_names_its_addresses_and_directories() {
+    let home = tempfile::tempdir().unwrap();
+    let serve = [
+        "cloudlet",
+        "--json",
+        "--listen",
+        "127.0.0.1:18080",
+        "--wg-listen",
+        "0.0.0.0:15182",
+        "--recipes",
+        "/srv/RECIPES",
+        "--data-dir",
+        "/srv/keys",
+        "--cache-dir",
+        "/srv/images",
+    ];
+    let output = olive(&[&["-n"], &serve[..]].concat(), home.path());
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [cloudlet::CloudletPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.api.to_string(), "127.0.0.1:18080");
+    assert_eq!(plan.wireguard.to_string(), "0.0.0.0:15182");
+    assert_eq!(plan.public_endpoint, "127.0.0.1:15182");
+    assert_eq!(plan.recipes, PathBuf::from("/srv/RECIPES"));
+    assert_eq!(
+        (plan.data_dir.as_path(), plan.cache_dir.as_path()),
+        (Path::new("/srv/keys"), Path::new("/srv/images"))
+    );
+    assert!(
+        !Path::new("/srv/keys").exists(),
+        "a dry run creates nothing"
+    );
+    // Without --dry-run it would serve: refused before binding anything.
+    let output = olive(&serve, home.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+}
