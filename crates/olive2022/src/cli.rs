@@ -63,7 +63,7 @@ pub enum Command {
     /// Install the desktop handler for vmnetx:// URLs.
     Install(InstallArgs),
     /// Remove the desktop handler for vmnetx:// URLs.
-    Uninstall,
+    Uninstall(UninstallArgs),
     /// Launch a Virtual Machine (VM) image with Sinfonia.
     Launch(LaunchArgs),
     /// Wait for the VM's display and start a VNC viewer (inside a tunnel).
@@ -120,6 +120,19 @@ pub struct InstallArgs {
     /// Make the handler run `olive2022 convert` instead of `launch`.
     #[arg(long)]
     pub convert: bool,
+    /// With --dry-run: print the plan (files, default handlers) as one
+    /// JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// With --dry-run: print the plan (files, default handlers) as one
+    /// JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `launch`.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(&cli, args),
         Command::Convert(args) => convert::run(&cli, args),
         Command::Install(args) => handler::install(&cli, args),
-        Command::Uninstall => handler::uninstall(&cli),
+        Command::Uninstall(args) => handler::uninstall(&cli, args),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
         Command::Completions(args) => completions::run(args),

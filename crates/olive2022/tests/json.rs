@@ -18,8 +18,14 @@ const URL: &str = "vmnetx+https://olivearchive.org/launch/abc123/package.nxpk";
 const OTHER: &str = "vmnetx+https://olivearchive.org/launch/other/package.nxpk";
 
 fn olive(args: &[&str], tmp: &Path) -> Output {
+    olive_with(args, tmp, &[])
+}
+
+/// [`olive`] with more environment variables.
+fn olive_with(args: &[&str], tmp: &Path, env: &[(&str, PathBuf)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_olive2022"))
         .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("TMPDIR", tmp)
         .env_remove("OLIVE2022_CREDENTIALS")
         .env_remove("OLIVE2022_REGISTRY")
@@ -302,4 +308,62 @@ fn cloudlet_dry_run_json_names_its_addresses_and_directories() {
     let output = olive(&serve, home.path());
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
+}
+
+/// HOME and the four XDG variables, all inside `dir`.
+fn desktop_env(dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    [
+        ("HOME", "home"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_DIRS", "sys"),
+        ("XDG_CONFIG_DIRS", "etc-xdg"),
+    ]
+    .map(|(name, sub)| (name, dir.join(sub)))
+    .to_vec()
+}
+
+#[test]
+fn install_and_uninstall_dry_runs_print_their_plans() {
+    use desktop::plan::HandlerEdit;
+    let dir = tempfile::tempdir().unwrap();
+    let env = desktop_env(dir.path());
+    let entry = dir.path().join("data/applications/olive2022.desktop");
+    let mimeapps = dir.path().join("config/mimeapps.list");
+
+    let output = olive_with(&["-n", "install", "--json"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [desktop::HandlerPlan; 1] = lines(&output).try_into().unwrap();
+    let [file] = &plan.write[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(file.path, entry);
+    assert!(file.text.contains(" launch %u"), "{}", file.text);
+    let [set] = &plan.default_handler[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!((&set.mimeapps, set.edit), (&mimeapps, HandlerEdit::Set));
+    assert_eq!(set.types, desktop::SCHEME_TYPES);
+    assert!(plan.remove.is_empty() && !entry.exists(), "{plan:?}");
+
+    let output = olive_with(&["install"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let output = olive_with(&["uninstall", "-n", "--json"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [desktop::HandlerPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.remove, [entry.as_path()]);
+    let [unset] = &plan.default_handler[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(
+        (&unset.mimeapps, unset.edit),
+        (&mimeapps, HandlerEdit::Unset)
+    );
+    assert!(plan.write.is_empty() && entry.exists(), "{plan:?}");
+
+    // Without --dry-run the JSON would have nothing to say: refused, and
+    // the handler stays.
+    let output = olive_with(&["uninstall", "--json"], dir.path(), &env);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty() && entry.exists());
 }
