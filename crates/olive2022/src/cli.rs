@@ -400,6 +400,9 @@ pub struct DemoArgs {
     /// a second, and works where nested KVM cannot run its boot loader).
     #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
     pub accel: AccelArg,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rfb-snapshot` (hidden): run as `olive2022-rfb-snapshot vnc://HOST:PORT`

@@ -13,6 +13,7 @@ mod cloudlet;
 mod completions;
 mod convert;
 mod demo;
+mod demo_plan;
 mod extract;
 mod handler;
 mod interrupt;

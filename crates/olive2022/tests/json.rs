@@ -14,6 +14,11 @@ use serde_json::Value;
 use testkit::registry::TestRegistry;
 use testkit::{ext4_disk, package, qcow2_of, run};
 
+/// The demo's plan lives in the binary (the demo has no library): the
+/// very file, so the JSON is read into the very type.
+#[path = "../src/demo_plan.rs"]
+mod demo_plan;
+
 const URL: &str = "vmnetx+https://olivearchive.org/launch/abc123/package.nxpk";
 const OTHER: &str = "vmnetx+https://olivearchive.org/launch/other/package.nxpk";
 
@@ -366,4 +371,34 @@ fn install_and_uninstall_dry_runs_print_their_plans() {
     let output = olive_with(&["uninstall", "--json"], dir.path(), &env);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty() && entry.exists());
+}
+
+#[test]
+fn demo_dry_run_json_says_how_the_screen_is_shown() {
+    use demo_plan::{DemoPlan, DemoShow};
+    let tmp = Path::new("/tmp");
+    let demo = ["demo", "--json", "--work-dir", "/nowhere/demo"];
+    let headless = ["--headless", "--screenshot", "/nowhere/demo.png"];
+    let output = olive(&[&["-n"], &demo[..], &headless[..]].concat(), tmp);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [DemoPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.uuid, uuid_of(&plan.url));
+    assert_eq!(plan.work_dir.as_deref(), Some(Path::new("/nowhere/demo")));
+    assert_eq!((plan.accel.as_str(), plan.keep_running), ("tcg", false));
+    let png = PathBuf::from("/nowhere/demo.png");
+    assert_eq!(plan.show, DemoShow::Screenshot { path: png });
+
+    let output = olive(
+        &["-n", "demo", "--json", "--browser", "--keep-running"],
+        tmp,
+    );
+    let [plan]: [DemoPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(
+        (plan.show, plan.work_dir, plan.keep_running),
+        (DemoShow::Browser, None, true)
+    );
+    // Without --dry-run the demo would build and run a VM: refused first.
+    let output = olive(&[&demo[..], &headless[..]].concat(), tmp);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty() && !Path::new("/nowhere").exists());
 }
