@@ -1,7 +1,10 @@
 //! `--json`: what scripts read. Every line of standard output is one JSON
 //! object of the libraries' types (`convert::JobOutcome`, `convert::Plan`,
-//! `convert::ExtractPlan`, `launch::LaunchPlan`, `vmnetx::url::VmIdentity`),
-//! nothing else is printed there, and a failed job is a line too. The
+//! `convert::ExtractPlan`, `launch::LaunchPlan`, `launch::Stage2Plan`,
+//! `cloudlet::CloudletPlan`, `desktop::HandlerPlan`,
+//! `vmnetx::url::VmIdentity`, and the demo's own `DemoPlan`), nothing else
+//! is printed there, and a failed job is a line too; where only a dry run
+//! has JSON, `--json` without one is refused. The
 //! conversions go into a real registry (Debian's docker-registry), checked
 //! with skopeo.
 #![allow(clippy::unwrap_used)]
