@@ -39,6 +39,7 @@
 //!   [`LocalCloudlet::start`], which is what `olive2022 cloudlet` runs;
 //! - [`zeroconf`]: `--zeroconf`, the cloudlet announced on its local
 //!   network over mDNS as Sinfonia's tier 2 does.
+//! - [`plan`]: what it would serve, for `--dry-run` ([`CloudletPlan`]).
 //!
 //! The tunnel addresses and keep-alive are Sinfonia's tier-2 numbers
 //! ([`sinfonia::tier2`]); the VM limits and disk bus come from `vmnetx`.
@@ -53,6 +54,7 @@ pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod names;
+pub mod plan;
 pub mod problems;
 pub mod rate_limit;
 pub mod recipes;
@@ -67,6 +69,7 @@ pub mod zeroconf;
 
 pub use backend::{Backend, BackendError, BackendStats};
 pub use config::CloudletConfig;
+pub use plan::CloudletPlan;
 pub use problems::ApiError;
 pub use server::{Cloudlet, ServeError, serve};
 pub use settings::{CloudletSettings, SettingsError};

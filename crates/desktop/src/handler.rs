@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use crate::entry::desktop_entry;
 use crate::files::{read_optional, write_atomic};
 use crate::mimeapps::{register, unregister};
+use crate::plan::{Change, DefaultHandlerChange, EntryFile, HandlerEdit};
 use crate::{DESKTOP_FILE_NAME, DesktopError, SCHEME_TYPES, XdgDirs};
 
 /// Which command the desktop entry runs on a URL.
@@ -58,6 +59,8 @@ pub struct Event {
     pub level: Level,
     /// What happened, as one or more lines for a person.
     pub message: String,
+    /// For [`Level::Plan`], the change as a record.
+    pub change: Option<Change>,
 }
 
 /// What `install` needs to know.
@@ -101,7 +104,12 @@ pub fn install(
     };
 
     if dry_run {
-        report(plan(format!("Would write {}:\n{entry}", target.display())));
+        let message = format!("Would write {}:\n{entry}", target.display());
+        let file = EntryFile {
+            path: target.clone(),
+            text: entry.clone(),
+        };
+        report(plan(message, Change::Write(file)));
     } else {
         write_atomic(&target, entry.as_bytes(), 0o644)
             .map_err(|source| file_error(install_hint(system, &target), source))?;
@@ -117,7 +125,8 @@ pub fn install(
             continue;
         }
         if dry_run {
-            report(plan(format!("Would remove the older {}", old.display())));
+            let message = format!("Would remove the older {}", old.display());
+            report(plan(message, Change::Remove(old)));
         } else if let Err(error) = std::fs::remove_file(&old) {
             report(warning(format!(
                 "cannot remove the older {}: {error}",
@@ -132,11 +141,13 @@ pub fn install(
     let old_text = read_optional(&mimeapps)?;
     let new_text = register(&old_text);
     if dry_run {
-        report(plan(format!(
+        let message = format!(
             "Would make {DESKTOP_FILE_NAME} the default handler of {} in {}",
             SCHEME_TYPES.join(", "),
             mimeapps.display()
-        )));
+        );
+        let change = DefaultHandlerChange::new(mimeapps.clone(), HandlerEdit::Set);
+        report(plan(message, Change::DefaultHandler(change)));
     } else if new_text != old_text {
         write_atomic(&mimeapps, new_text.as_bytes(), 0o644)
             .map_err(|source| file_error(install_hint(system, &mimeapps), source))?;
@@ -174,7 +185,8 @@ pub fn uninstall(
             Ok(_) => found = true,
         }
         if dry_run {
-            report(plan(format!("Would remove {}", file.display())));
+            let message = format!("Would remove {}", file.display());
+            report(plan(message, Change::Remove(file)));
             refresh_database(database_tool, &dir, dry_run, report);
         } else if let Err(error) = std::fs::remove_file(&file) {
             failures.push(format!("cannot remove {}: {error}", file.display()));
@@ -199,10 +211,9 @@ pub fn uninstall(
         }
         found = true;
         if dry_run {
-            report(plan(format!(
-                "Would remove {DESKTOP_FILE_NAME} from {}",
-                list.display()
-            )));
+            let message = format!("Would remove {DESKTOP_FILE_NAME} from {}", list.display());
+            let change = DefaultHandlerChange::new(list, HandlerEdit::Unset);
+            report(plan(message, Change::DefaultHandler(change)));
         } else if let Err(error) = write_atomic(&list, new_text.as_bytes(), 0o644) {
             failures.push(format!(
                 "cannot update {}: {error}: {}",
@@ -242,10 +253,11 @@ fn file_error(context: String, source: crate::files::FileError) -> DesktopError 
     DesktopError::File { context, source }
 }
 
-fn plan(message: String) -> Event {
+fn plan(message: String, change: Change) -> Event {
     Event {
         level: Level::Plan,
         message,
+        change: Some(change),
     }
 }
 
@@ -253,6 +265,7 @@ fn status(message: String) -> Event {
     Event {
         level: Level::Status,
         message,
+        change: None,
     }
 }
 
@@ -260,6 +273,7 @@ fn detail(message: String) -> Event {
     Event {
         level: Level::Detail,
         message,
+        change: None,
     }
 }
 
@@ -267,6 +281,7 @@ fn warning(message: String) -> Event {
     Event {
         level: Level::Warning,
         message,
+        change: None,
     }
 }
 
@@ -282,11 +297,8 @@ fn refresh_database(tool: Option<&Path>, dir: &Path, dry_run: bool, report: &mut
         return;
     };
     if dry_run {
-        report(plan(format!(
-            "Would run {} -q {}",
-            tool.display(),
-            dir.display()
-        )));
+        let message = format!("Would run {} -q {}", tool.display(), dir.display());
+        report(plan(message, Change::Refresh(dir.to_owned())));
         return;
     }
     if !dir.is_dir() {

@@ -25,16 +25,19 @@
 //!
 //! The room: [`dirs`] (the XDG directories), [`entry`] (the desktop entry's
 //! text), [`mimeapps`] (the `mimeapps.list` key-file editor), [`handler`]
-//! (install and uninstall), [`files`] (atomic replacement).
+//! (install and uninstall), [`files`] (atomic replacement), [`plan`] (a
+//! dry run's changes as a record, [`HandlerPlan`]).
 
 pub mod dirs;
 pub mod entry;
 pub mod files;
 pub mod handler;
 pub mod mimeapps;
+pub mod plan;
 
 pub use dirs::XdgDirs;
 pub use handler::{Event, Handler, InstallOptions, Level, Scope, install, uninstall};
+pub use plan::{Change, HandlerPlan};
 
 /// The desktop file's name, as the original's (and so its desktop id).
 pub const DESKTOP_FILE_NAME: &str = "olive2022.desktop";

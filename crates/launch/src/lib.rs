@@ -30,7 +30,7 @@
 //! The room: [`observer`] (what the caller sees), [`deploy`](mod@deploy)
 //! (key and deployment), `debug` (the original's debug outputs),
 //! [`display`] (the VM's VNC banner through the tunnel), [`plan`] (the dry
-//! run as a record), [`session`]
+//! runs of `launch` and `stage2` as records), [`session`]
 //! (tunnel, forward, viewer), [`viewer`] (finding and running VNC viewers),
 //! [`browser`] (the screen in a web browser) and [`browser_view`] (the
 //! second step with it), [`frontend`] (which of the
@@ -61,7 +61,7 @@ pub use deploy::{Deployed, deploy};
 pub use error::LaunchError;
 pub use frontend::{BROWSER_CHOICE, Frontend};
 pub use observer::{Observer, Silent, Waiting};
-pub use plan::LaunchPlan;
+pub use plan::{LaunchPlan, Stage2Plan};
 pub use session::{LOCAL_HOST, Session, view};
 pub use stage2::{stage2, stage2_plan};
 pub use viewer::{Viewer, ViewerError};

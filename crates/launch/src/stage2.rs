@@ -13,6 +13,7 @@ use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use crate::display::WAITING_FOR_DISPLAY;
 use crate::error::LaunchError;
 use crate::observer::Observer;
+use crate::plan::Stage2Plan;
 use crate::viewer::{self, Viewer};
 
 /// The original's pause between two probes, and its probe's time-outs.
@@ -43,12 +44,10 @@ pub fn stage2(
     Ok(viewer::run(viewer, VNC_SERVICE, VNC_PORT)?)
 }
 
-/// What `stage2` would run, for `--dry-run`.
-pub fn stage2_plan(viewer: &Viewer) -> String {
-    format!(
-        "Would wait for {VNC_SERVICE}:{VNC_PORT}, then run {}",
-        viewer.command_line(VNC_SERVICE, VNC_PORT)
-    )
+/// What `stage2` would run, for `--dry-run` (a sentence through
+/// `Display`, or JSON).
+pub fn stage2_plan(viewer: &Viewer) -> Stage2Plan {
+    Stage2Plan::new(viewer)
 }
 
 /// The original's probe: TCP with a 1 s timeout, then the 3-byte banner.

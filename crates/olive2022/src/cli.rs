@@ -63,7 +63,7 @@ pub enum Command {
     /// Install the desktop handler for vmnetx:// URLs.
     Install(InstallArgs),
     /// Remove the desktop handler for vmnetx:// URLs.
-    Uninstall,
+    Uninstall(UninstallArgs),
     /// Launch a Virtual Machine (VM) image with Sinfonia.
     Launch(LaunchArgs),
     /// Wait for the VM's display and start a VNC viewer (inside a tunnel).
@@ -123,6 +123,19 @@ pub struct InstallArgs {
     /// Make the handler run `olive2022 convert` instead of `launch`.
     #[arg(long)]
     pub convert: bool,
+    /// With --dry-run: print the plan (files, default handlers) as one
+    /// JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// With --dry-run: print the plan (files, default handlers) as one
+    /// JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `launch`.
@@ -176,6 +189,9 @@ pub struct Stage2Args {
     /// Seconds to wait for the VM's display.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// QR code styles of `--qrcode`.
@@ -253,6 +269,10 @@ pub struct CloudletArgs {
     /// Print the resolved settings as a complete TOML file and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// With --dry-run: print the plan (addresses and directories) as one
+    /// JSON object.
+    #[arg(long, conflicts_with = "print_config")]
+    pub json: bool,
     /// Address of the Sinfonia API (tier 1 and tier 2) [default:
     /// 127.0.0.1:8080].
     #[arg(long, env = "OLIVE2022_CLOUDLET_LISTEN", value_name = "IP:PORT")]
@@ -490,6 +510,9 @@ pub struct DemoArgs {
     /// a second, and works where nested KVM cannot run its boot loader).
     #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
     pub accel: AccelArg,
+    /// With --dry-run: print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rfb-snapshot` (hidden): run as `olive2022-rfb-snapshot vnc://HOST:PORT`

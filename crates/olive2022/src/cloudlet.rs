@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cloudlet::settings::CloudletSettings;
-use cloudlet::{LocalCloudlet, LocalCloudletConfig};
+use cloudlet::{CloudletPlan, LocalCloudlet, LocalCloudletConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, CloudletArgs};
@@ -35,38 +35,44 @@ pub fn run(cli: &Cli, args: &CloudletArgs) -> Result<ExitCode> {
         print!("{}", CloudletSettings::shown(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
+    crate::json::plan_only(args.json, cli.dry_run)?;
     if cli.dry_run {
-        println!(
-            "Would serve the Sinfonia API on http://{} with recipes from {}",
-            config.listen,
-            config.recipes_dir.display()
-        );
-        println!(
-            "Would listen for WireGuard on {} (clients told {})",
-            config.wg_listen,
-            config.public_endpoint()
-        );
-        println!(
-            "Would keep keys and VMs in {}, images in {}",
-            config.data_dir.display(),
-            config.cache_dir.display()
-        );
-        for tier1 in &config.reporting.tier1_urls {
-            println!("Would report to the Sinfonia tier 1 at {tier1} every 15 s");
-        }
-        if config.zeroconf {
-            println!(
-                "Would announce {} over mDNS on the local network",
-                sinfonia::zeroconf::instance_full_name()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return dry_run(&CloudletPlan::new(&config), args.json);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the cloudlet's runtime")?;
     runtime.block_on(serve(config, args.announce))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `--dry-run` prints: the plan as sentences, or as one JSON object.
+fn dry_run(plan: &CloudletPlan, json: bool) -> Result<ExitCode> {
+    if json {
+        crate::json::print_line(plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Would serve the Sinfonia API on http://{} with recipes from {}",
+        plan.api,
+        plan.recipes.display()
+    );
+    println!(
+        "Would listen for WireGuard on {} (clients told {})",
+        plan.wireguard, plan.public_endpoint
+    );
+    println!(
+        "Would keep keys and VMs in {}, images in {}",
+        plan.data_dir.display(),
+        plan.cache_dir.display()
+    );
+    for tier1 in &plan.report_to {
+        println!("Would report to the Sinfonia tier 1 at {tier1} every 15 s");
+    }
+    if let Some(name) = &plan.zeroconf {
+        println!("Would announce {name} over mDNS on the local network");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -38,6 +38,7 @@ use vmnetx::url::VmnetxUrl;
 use ::launch::viewer;
 
 use crate::cli::{AccelArg, Cli, DemoArgs};
+use crate::demo_plan::{DemoPlan, DemoShow};
 use crate::interrupt;
 use crate::progress::{TerminalObserver, Verbosity};
 use crate::snapshot;
@@ -75,6 +76,7 @@ const TOOLS: [(&str, &str); 3] = [
 
 /// Runs `demo`.
 pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    crate::json::plan_only(args.json, cli.dry_run)?;
     let display = if args.browser {
         None
     } else {
@@ -82,7 +84,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     };
     let screenshot = absolute(&args.screenshot)?;
     if cli.dry_run {
-        return dry_run(args, display.as_ref(), &screenshot);
+        return dry_run(&plan(args, display.as_ref(), &screenshot)?, args.json);
     }
     // From here on Ctrl-C sets a flag: the children stop, then we clean up.
     let _ = interrupt::flag();
@@ -200,12 +202,14 @@ fn display_viewer(args: &DemoArgs) -> Option<viewer::Viewer> {
     }
 }
 
-fn dry_run(
-    args: &DemoArgs,
-    display: Option<&viewer::Viewer>,
-    screenshot: &Path,
-) -> Result<ExitCode> {
-    let work = match &args.work_dir {
+/// `--dry-run`: the plan as numbered steps, or (`--json`) as one
+/// [`DemoPlan`].
+fn dry_run(plan: &DemoPlan, json: bool) -> Result<ExitCode> {
+    if json {
+        crate::json::print_line(plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let work = match &plan.work_dir {
         Some(dir) => dir.display().to_string(),
         None => "a temporary directory (removed afterwards)".into(),
     };
@@ -213,28 +217,54 @@ fn dry_run(
     println!(
         "1. Build a 32 MiB FAT disk booting SYSLINUX (mkfs.vfat, mcopy, syslinux) and compress it to qcow2"
     );
-    println!("2. Package it as a VMNetX package \"{DEMO_NAME}\" (demo.nxpk)");
     println!(
-        "3. olive2022 convert --output oci:WORK/layout --recipes WORK/RECIPES {DEMO_URL} WORK/demo.nxpk"
+        "2. Package it as a VMNetX package \"{}\" (demo.nxpk)",
+        plan.name
+    );
+    println!(
+        "3. olive2022 convert --output oci:WORK/layout --recipes WORK/RECIPES {} WORK/demo.nxpk",
+        plan.url
     );
     println!(
         "4. olive2022 cloudlet on free loopback ports, data in WORK/cloudlet, QEMU accel {}",
-        args.accel.name()
+        plan.accel
     );
-    match display {
-        None if args.browser => println!(
+    match &plan.show {
+        DemoShow::Browser => println!(
             "5. olive2022 launch --browser through that cloudlet: noVNC in the web browser"
         ),
-        Some(viewer) => println!(
+        DemoShow::Viewer { program } => println!(
             "5. olive2022 launch through that cloudlet, viewer {}",
-            viewer.program().display()
+            program.display()
         ),
-        None => println!(
+        DemoShow::Screenshot { path } => println!(
             "5. olive2022 launch through that cloudlet, screenshot to {}",
-            screenshot.display()
+            path.display()
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a run with `args` would do.
+fn plan(args: &DemoArgs, display: Option<&viewer::Viewer>, screenshot: &Path) -> Result<DemoPlan> {
+    let show = match display {
+        None if args.browser => DemoShow::Browser,
+        Some(viewer) => DemoShow::Viewer {
+            program: viewer.program().to_owned(),
+        },
+        None => DemoShow::Screenshot {
+            path: screenshot.to_owned(),
+        },
+    };
+    Ok(DemoPlan {
+        work_dir: args.work_dir.clone(),
+        url: DEMO_URL.to_owned(),
+        uuid: VmnetxUrl::parse(DEMO_URL)?.sinfonia_uuid().to_string(),
+        name: DEMO_NAME.to_owned(),
+        accel: args.accel.name().to_owned(),
+        show,
+        keep_running: args.keep_running,
+    })
 }
 
 /// The work directory (absolute), and the temporary directory to remove

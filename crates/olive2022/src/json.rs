@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 /// Prints `value` as one line of JSON.
@@ -18,4 +18,14 @@ pub fn print_line(value: &impl Serialize) -> Result<()> {
         .write_all(&line)
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")
+}
+
+/// Refuses `--json` outside a dry run, for the commands whose only JSON is
+/// their plan (`launch`, `stage2`, `demo`, `cloudlet`, `install`,
+/// `uninstall`): better a clear error than doing the real thing silently.
+pub fn plan_only(json: bool, dry_run: bool) -> Result<()> {
+    if json && !dry_run {
+        bail!("--json prints a plan: use it with --dry-run");
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ::launch::{BROWSER_CHOICE, Frontend, Observer, PageEnded, viewer};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sinfonia::deploy::Tier1;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use sinfonia::wireguard::QrStyle;
@@ -54,11 +54,9 @@ pub fn launch(cli: &Cli, args: &LaunchArgs) -> Result<ExitCode> {
     let mut observer = observer(cli);
     let tier1_url = tier1_url(args, &mut observer)?;
     let tier1 = Tier1::new(&tier1_url).context("invalid tier-1 URL")?;
+    crate::json::plan_only(args.json, cli.dry_run)?;
     if cli.dry_run {
         return dry_run(args, &url, &tier1_url, &tier1);
-    }
-    if args.json {
-        bail!("--json prints a plan: use it with --dry-run");
     }
     // Find the viewer (or browser) before deploying anything: no viewer,
     // no VM.
@@ -161,9 +159,15 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 /// sinfonia-tier3, wait for the VM's VNC service with the system resolver,
 /// then start a viewer on it.
 pub fn stage2(cli: &Cli, args: &Stage2Args) -> Result<ExitCode> {
+    crate::json::plan_only(args.json, cli.dry_run)?;
     let viewer = viewer::find(args.viewer.as_deref())?;
     if cli.dry_run {
-        println!("{}", ::launch::stage2_plan(&viewer));
+        let plan = ::launch::stage2_plan(&viewer);
+        if args.json {
+            crate::json::print_line(&plan)?;
+        } else {
+            println!("{plan}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let timeout = Duration::from_secs(args.timeout);

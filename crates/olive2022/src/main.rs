@@ -13,6 +13,7 @@ mod cloudlet;
 mod completions;
 mod convert;
 mod demo;
+mod demo_plan;
 mod extract;
 mod handler;
 mod interrupt;
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(&cli, args),
         Command::Convert(args) => convert::run(&cli, args),
         Command::Install(args) => handler::install(&cli, args),
-        Command::Uninstall => handler::uninstall(&cli),
+        Command::Uninstall(args) => handler::uninstall(&cli, args),
         Command::Cloudlet(args) => cloudlet::run(&cli, args),
         Command::Tier1(args) => tier1::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),

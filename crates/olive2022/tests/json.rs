@@ -1,7 +1,10 @@
 //! `--json`: what scripts read. Every line of standard output is one JSON
 //! object of the libraries' types (`convert::JobOutcome`, `convert::Plan`,
-//! `convert::ExtractPlan`, `launch::LaunchPlan`, `vmnetx::url::VmIdentity`),
-//! nothing else is printed there, and a failed job is a line too. The
+//! `convert::ExtractPlan`, `launch::LaunchPlan`, `launch::Stage2Plan`,
+//! `cloudlet::CloudletPlan`, `desktop::HandlerPlan`,
+//! `vmnetx::url::VmIdentity`, and the demo's own `DemoPlan`), nothing else
+//! is printed there, and a failed job is a line too; where only a dry run
+//! has JSON, `--json` without one is refused. The
 //! conversions go into a real registry (Debian's docker-registry), checked
 //! with skopeo.
 #![allow(clippy::unwrap_used)]
@@ -14,12 +17,23 @@ use serde_json::Value;
 use testkit::registry::TestRegistry;
 use testkit::{ext4_disk, package, qcow2_of, run};
 
+/// The demo's plan lives in the binary (the demo has no library): the
+/// very file, so the JSON is read into the very type.
+#[path = "../src/demo_plan.rs"]
+mod demo_plan;
+
 const URL: &str = "vmnetx+https://olivearchive.org/launch/abc123/package.nxpk";
 const OTHER: &str = "vmnetx+https://olivearchive.org/launch/other/package.nxpk";
 
 fn olive(args: &[&str], tmp: &Path) -> Output {
+    olive_with(args, tmp, &[])
+}
+
+/// [`olive`] with more environment variables.
+fn olive_with(args: &[&str], tmp: &Path, env: &[(&str, PathBuf)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_olive2022"))
         .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("TMPDIR", tmp)
         .env_remove("OLIVE2022_CREDENTIALS")
         .env_remove("OLIVE2022_REGISTRY")
@@ -248,4 +262,146 @@ fn convert_json_prints_every_job_and_the_failures_too() {
     );
     assert!(first.contains("\"error\":null"), "{first}");
     drop(f.dir);
+}
+
+#[test]
+fn stage2_dry_run_json_names_the_viewer_command() {
+    let tmp = Path::new("/tmp");
+    let output = olive(&["-n", "stage2", "--json", "--viewer", "/bin/true"], tmp);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [launch::Stage2Plan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.vnc, "vmi-vnc:5900");
+    assert_eq!(plan.viewer, PathBuf::from("/bin/true"));
+    assert_eq!(plan.command, ["/bin/true", "vnc://vmi-vnc:5900"]);
+    // Without --dry-run it would wait for a VM: refused before anything.
+    let output = olive(&["stage2", "--json", "--viewer", "/bin/true"], tmp);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--dry-run"));
+}
+
+#[test]
+fn cloudlet_dry_run_json_names_its_addresses_and_directories() {
+    let home = tempfile::tempdir().unwrap();
+    let serve = [
+        "cloudlet",
+        "--json",
+        "--listen",
+        "127.0.0.1:18080",
+        "--wg-listen",
+        "0.0.0.0:15182",
+        "--recipes",
+        "/srv/RECIPES",
+        "--data-dir",
+        "/srv/keys",
+        "--cache-dir",
+        "/srv/images",
+    ];
+    let output = olive(&[&["-n"], &serve[..]].concat(), home.path());
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [cloudlet::CloudletPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.api.to_string(), "127.0.0.1:18080");
+    assert_eq!(plan.wireguard.to_string(), "0.0.0.0:15182");
+    assert_eq!(plan.public_endpoint, "127.0.0.1:15182");
+    assert_eq!(plan.recipes, PathBuf::from("/srv/RECIPES"));
+    assert_eq!(
+        (plan.data_dir.as_path(), plan.cache_dir.as_path()),
+        (Path::new("/srv/keys"), Path::new("/srv/images"))
+    );
+    assert!(
+        !Path::new("/srv/keys").exists(),
+        "a dry run creates nothing"
+    );
+    // Without --dry-run it would serve: refused before binding anything.
+    let output = olive(&serve, home.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+}
+
+/// HOME and the four XDG variables, all inside `dir`.
+fn desktop_env(dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    [
+        ("HOME", "home"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_DIRS", "sys"),
+        ("XDG_CONFIG_DIRS", "etc-xdg"),
+    ]
+    .map(|(name, sub)| (name, dir.join(sub)))
+    .to_vec()
+}
+
+#[test]
+fn install_and_uninstall_dry_runs_print_their_plans() {
+    use desktop::plan::HandlerEdit;
+    let dir = tempfile::tempdir().unwrap();
+    let env = desktop_env(dir.path());
+    let entry = dir.path().join("data/applications/olive2022.desktop");
+    let mimeapps = dir.path().join("config/mimeapps.list");
+
+    let output = olive_with(&["-n", "install", "--json"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [desktop::HandlerPlan; 1] = lines(&output).try_into().unwrap();
+    let [file] = &plan.write[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(file.path, entry);
+    assert!(file.text.contains(" launch %u"), "{}", file.text);
+    let [set] = &plan.default_handler[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!((&set.mimeapps, set.edit), (&mimeapps, HandlerEdit::Set));
+    assert_eq!(set.types, desktop::SCHEME_TYPES);
+    assert!(plan.remove.is_empty() && !entry.exists(), "{plan:?}");
+
+    let output = olive_with(&["install"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let output = olive_with(&["uninstall", "-n", "--json"], dir.path(), &env);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [desktop::HandlerPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.remove, [entry.as_path()]);
+    let [unset] = &plan.default_handler[..] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(
+        (&unset.mimeapps, unset.edit),
+        (&mimeapps, HandlerEdit::Unset)
+    );
+    assert!(plan.write.is_empty() && entry.exists(), "{plan:?}");
+
+    // Without --dry-run the JSON would have nothing to say: refused, and
+    // the handler stays.
+    let output = olive_with(&["uninstall", "--json"], dir.path(), &env);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty() && entry.exists());
+}
+
+#[test]
+fn demo_dry_run_json_says_how_the_screen_is_shown() {
+    use demo_plan::{DemoPlan, DemoShow};
+    let tmp = Path::new("/tmp");
+    let demo = ["demo", "--json", "--work-dir", "/nowhere/demo"];
+    let headless = ["--headless", "--screenshot", "/nowhere/demo.png"];
+    let output = olive(&[&["-n"], &demo[..], &headless[..]].concat(), tmp);
+    assert!(output.status.success(), "{output:?}");
+    let [plan]: [DemoPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(plan.uuid, uuid_of(&plan.url));
+    assert_eq!(plan.work_dir.as_deref(), Some(Path::new("/nowhere/demo")));
+    assert_eq!((plan.accel.as_str(), plan.keep_running), ("tcg", false));
+    let png = PathBuf::from("/nowhere/demo.png");
+    assert_eq!(plan.show, DemoShow::Screenshot { path: png });
+
+    let output = olive(
+        &["-n", "demo", "--json", "--browser", "--keep-running"],
+        tmp,
+    );
+    let [plan]: [DemoPlan; 1] = lines(&output).try_into().unwrap();
+    assert_eq!(
+        (plan.show, plan.work_dir, plan.keep_running),
+        (DemoShow::Browser, None, true)
+    );
+    // Without --dry-run the demo would build and run a VM: refused first.
+    let output = olive(&[&demo[..], &headless[..]].concat(), tmp);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty() && !Path::new("/nowhere").exists());
 }
