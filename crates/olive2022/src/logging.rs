@@ -92,8 +92,9 @@ mod tests {
             .collect();
         assert!(names.len() >= 12, "{names:?}");
         for name in names {
-            // The cloudlet serves: its operator sees what happened by default.
-            let expected = if name == "cloudlet" {
+            // The servers (cloudlet, tier 1): their operator sees what
+            // happened by default.
+            let expected = if matches!(name, "cloudlet" | "tier1") {
                 ["error", "info", "debug", "trace", "trace"]
             } else {
                 ["error", "warn", "info", "debug", "debug"]

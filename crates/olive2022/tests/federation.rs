@@ -8,8 +8,11 @@
 //! VM through forwarding. Reports are posted by the test itself.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{converted_to_layout, olive, text};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,40 +23,6 @@ const TOKEN: &str = "federation-test-token";
 const PITTSBURGH: [f64; 2] = [40.44, -79.94];
 const LISBON: [f64; 2] = [38.72, -9.14];
 const TOKYO: [f64; 2] = [35.68, 139.69];
-
-fn olive() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_olive2022"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A small real VM converted into an OCI layout under `dir`; its recipes.
-fn converted(dir: &Path) -> PathBuf {
-    let work = tempfile::tempdir_in(dir).unwrap();
-    let raw = testkit::ext4_disk(work.path(), "24M");
-    let qcow2 = testkit::qcow2_of(&raw, &[]);
-    let package = work.path().join("vm.nxpk");
-    testkit::package(&package, "Federation test VM", &qcow2, "qcow2", false);
-    let recipes = dir.join("RECIPES");
-    let layout = format!("oci:{}", dir.join("layout").display());
-    let output = olive()
-        .args(["-q", "convert", "--yes", "--recipes"])
-        .arg(&recipes)
-        .args(["--output", &layout, URL])
-        .arg(&package)
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    recipes
-}
 
 /// The UUID a test gives site `n`.
 fn site_uuid(n: u128) -> String {
@@ -261,7 +230,7 @@ struct Sites {
 
 fn three_sites() -> Sites {
     let dir = tempfile::tempdir().unwrap();
-    let recipes = converted(dir.path());
+    let recipes = converted_to_layout(dir.path(), URL, "Federation test VM");
     let tier1 = Server::tier1(dir.path(), &[]);
     let sites = [
         ("10.201.0.0/16", PITTSBURGH),
@@ -509,7 +478,7 @@ fn hostile_registrations_get_clear_problems() {
 #[test]
 fn launch_reaches_a_vm_through_a_cloudlet_acting_as_tier1() {
     let dir = tempfile::tempdir().unwrap();
-    let recipes = converted(dir.path());
+    let recipes = converted_to_layout(dir.path(), URL, "Federation test VM");
     let front = Server::cloudlet(dir.path(), "front", &recipes);
     let back = Server::cloudlet(dir.path(), "back", &recipes);
     // The back cloudlet claims loopback clients: `launch` lands there.

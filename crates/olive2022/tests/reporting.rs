@@ -4,8 +4,11 @@
 //! records every request); the real Sinfonia tier 1 is `scripts/interop.sh`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{converted_to_layout, olive, text};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,18 +17,6 @@ use testkit::registry::free_port;
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/federation-test/package.nxpk";
 const TOKEN: &str = "t0ken-that-must-never-be-logged";
-
-fn olive() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_olive2022"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// `olive2022 -vv cloudlet` as a child process, its log in `<data>.log`;
 /// stopped with SIGTERM on drop.
@@ -278,36 +269,10 @@ fn without_a_token_no_authorization_header_is_sent() {
     drop(tier2);
 }
 
-/// A package of a small real disk, converted into `dir/RECIPES` with its
-/// image in an OCI layout.
-fn converted(dir: &Path) -> PathBuf {
-    let raw = testkit::ext4_disk(dir, "24M");
-    let qcow2 = testkit::qcow2_of(&raw, &[]);
-    let package = dir.join("vm.nxpk");
-    testkit::package(&package, "Federation test VM", &qcow2, "qcow2", false);
-    let recipes = dir.join("RECIPES");
-    let layout = format!("oci:{}", dir.join("layout").display());
-    let output = olive()
-        .args([
-            "-q",
-            "convert",
-            "--yes",
-            "--recipes",
-            recipes.to_str().unwrap(),
-        ])
-        .args(["--output", &layout, URL, package.to_str().unwrap()])
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    recipes
-}
-
 #[test]
 fn a_tier1_that_is_down_does_not_stop_the_cloudlet_serving_deploys() {
     let dir = tempfile::tempdir().unwrap();
-    let recipes = converted(dir.path());
+    let recipes = converted_to_layout(dir.path(), URL, "Federation test VM");
     let closed = format!("http://127.0.0.1:{}", free_port());
     let args = ["--tier1-url", &closed];
     let started = Instant::now();

@@ -19,8 +19,11 @@
 //! NotImplementedError.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{converted_to_layout, text};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, channel};
@@ -256,14 +259,6 @@ fn next_event(events: &Receiver<String>, within: Duration) -> Value {
     serde_json::from_str(&line).unwrap()
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `olive2022 --dry-run launch --zeroconf` on the user side.
 fn dry_run_launch(link: &Link) -> (Output, Duration) {
     let started = Instant::now();
@@ -359,35 +354,11 @@ fn launch_zeroconf_without_a_cloudlet_fails_clearly_within_the_browse_time() {
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
-/// A package of a small real disk converted into an OCI layout; the
-/// recipes directory.
-fn converted_to_layout(dir: &Path) -> PathBuf {
-    let work = tempfile::tempdir_in(dir).unwrap();
-    let raw = testkit::ext4_disk(work.path(), "24M");
-    let qcow2 = testkit::qcow2_of(&raw, &[]);
-    let package = work.path().join("vm.nxpk");
-    testkit::package(&package, "Zeroconf test VM", &qcow2, "qcow2", false);
-    let recipes = dir.join("RECIPES");
-    let layout = dir.join("layout");
-    let output = Command::new(env!("CARGO_BIN_EXE_olive2022"))
-        .args(["-q", "convert", "--yes", "--recipes"])
-        .arg(&recipes)
-        .args(["--output", &format!("oci:{}", layout.display())])
-        .arg(URL)
-        .arg(&package)
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    recipes
-}
-
 #[test]
 fn launch_zeroconf_reaches_the_screen_of_a_vm_of_our_cloudlet() {
     let link = Link::new();
     let dir = tempfile::tempdir().unwrap();
-    let recipes = converted_to_layout(dir.path());
+    let recipes = converted_to_layout(dir.path(), URL, "Zeroconf test VM");
     let _cloudlet = cloudlet(&link, dir.path(), &recipes, &["--zeroconf"]);
 
     let report = dir.path().join("report.json");

@@ -71,12 +71,20 @@ const REAL_TREES: &[&str] = &[
 ];
 
 /// A raw ext4 disk of `size` (as `truncate -s` takes it) filled with a few
-/// MiB of real files, at `dir/disk.raw`.
+/// MiB of real files, at `dir/disk.raw`. Each of [`REAL_TREES`] goes in
+/// while the files stay within half the disk (as this machine stores
+/// them, block by block): how big those trees are depends on the packages
+/// installed, and a fixed list once outgrew the smaller test disks.
 pub fn ext4_disk(dir: &Path, size: &str) -> PathBuf {
     let tree = dir.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
+    let budget_kib = size_in_bytes(size) / 2 / 1024;
     for source in REAL_TREES.iter().filter(|path| Path::new(path).is_dir()) {
         run("cp", &["-a", source, tree.to_str().unwrap()]);
+        if disk_usage_kib(&tree) > budget_kib {
+            let copied = tree.join(Path::new(source).file_name().unwrap());
+            std::fs::remove_dir_all(copied).unwrap();
+        }
     }
     let disk = dir.join("disk.raw");
     run("truncate", &["-s", size, disk.to_str().unwrap()]);
@@ -92,6 +100,25 @@ pub fn ext4_disk(dir: &Path, size: &str) -> PathBuf {
         ],
     );
     disk
+}
+
+/// `24M`, `1G`, `512K` or a plain byte count, in bytes.
+fn size_in_bytes(size: &str) -> u64 {
+    let (number, unit) = size.split_at(size.trim_end_matches(['K', 'M', 'G']).len());
+    let number: u64 = number.parse().unwrap();
+    number
+        << match unit {
+            "K" => 10,
+            "M" => 20,
+            "G" => 30,
+            _ => 0,
+        }
+}
+
+/// What `path` takes on this machine's disk (`du -sk`), in KiB.
+fn disk_usage_kib(path: &Path) -> u64 {
+    let output = run("du", &["-sk", path.to_str().unwrap()]);
+    output.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// `qemu-img convert -c -O qcow2` of `raw` (the archive's usual disk).
