@@ -43,6 +43,8 @@ set -euo pipefail
 #   python3-zeroconf  the Python mDNS library Sinfonia's tier 2 announces
 #                 with: the zeroconf test browses for our cloudlet and
 #                 announces a tier 2 for `launch --zeroconf` with it
+#   libmaxmind-db-writer-perl  MaxMind's own MaxMind DB writer: the tests of
+#                 `--geoip-db` write a tiny GeoLite2-City-shaped .mmdb with it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -51,7 +53,8 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
     man-db groff-base novnc chromium
-    golang-docker-credential-helpers pass gnupg openssl python3-zeroconf)
+    golang-docker-credential-helpers pass gnupg openssl python3-zeroconf
+    libmaxmind-db-writer-perl)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
