@@ -43,8 +43,6 @@ set -euo pipefail
 #   python3-zeroconf  the Python mDNS library Sinfonia's tier 2 announces
 #                 with: the zeroconf test browses for our cloudlet and
 #                 announces a tier 2 for `launch --zeroconf` with it
-#   libmaxmind-db-writer-perl  MaxMind's own MaxMind DB writer: the tests of
-#                 `--geoip-db` write a tiny GeoLite2-City-shaped .mmdb with it
 packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     docker-registry skopeo umoci apache2-utils curl
     wireguard-go wireguard-tools dnsmasq-base tigervnc-standalone-server
@@ -53,8 +51,7 @@ packages=(qemu-utils e2fsprogs time python3-venv ca-certificates
     xvfb tigervnc-viewer imagemagick
     syslinux syslinux-common mtools dosfstools systemd prometheus
     man-db groff-base novnc chromium
-    golang-docker-credential-helpers pass gnupg openssl python3-zeroconf
-    libmaxmind-db-writer-perl)
+    golang-docker-credential-helpers pass gnupg openssl python3-zeroconf)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -105,6 +102,17 @@ if [ ! -x "$oracle/bin/olive2022" ]; then
     echo "setup: installing the original olive2022 0.1.7 into $oracle"
     as_root python3 -m venv "$oracle"
     as_root "$oracle/bin/pip" install -q olive2022==0.1.7
+fi
+
+# MaxMind's MaxMind DB format writer from PyPI (mmdb-writer): the tests of
+# `--geoip-db` write a tiny GeoLite2-City-shaped .mmdb with it. (Not
+# Debian's Perl writer: its dependencies fill /usr/share/perl5, which the
+# test disks copy, past their size.)
+mmdb_writer=${OLIVE2022_MMDB_WRITER_VENV:-/opt/mmdb-writer}
+if [ ! -x "$mmdb_writer/bin/python3" ] || ! "$mmdb_writer/bin/python3" -c 'import mmdb_writer' 2>/dev/null; then
+    echo "setup: installing mmdb-writer 0.2.7 into $mmdb_writer"
+    as_root python3 -m venv "$mmdb_writer"
+    as_root "$mmdb_writer/bin/pip" install -q mmdb-writer==0.2.7
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
