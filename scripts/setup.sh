@@ -104,4 +104,15 @@ if [ ! -x "$oracle/bin/olive2022" ]; then
     as_root "$oracle/bin/pip" install -q olive2022==0.1.7
 fi
 
+# MaxMind's MaxMind DB format writer from PyPI (mmdb-writer): the tests of
+# `--geoip-db` write a tiny GeoLite2-City-shaped .mmdb with it. (Not
+# Debian's Perl writer: its dependencies fill /usr/share/perl5, which the
+# test disks copy, past their size.)
+mmdb_writer=${OLIVE2022_MMDB_WRITER_VENV:-/opt/mmdb-writer}
+if [ ! -x "$mmdb_writer/bin/python3" ] || ! "$mmdb_writer/bin/python3" -c 'import mmdb_writer' 2>/dev/null; then
+    echo "setup: installing mmdb-writer 0.2.7 into $mmdb_writer"
+    as_root python3 -m venv "$mmdb_writer"
+    as_root "$mmdb_writer/bin/pip" install -q mmdb-writer==0.2.7
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

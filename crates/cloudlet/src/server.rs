@@ -56,12 +56,12 @@ use crate::access_log::log_request;
 use crate::api::{CloudletInfo, RecipeInfo, rfc3339};
 use crate::backend::{Backend, BackendError};
 use crate::config::{CloudletConfig, ConfigError};
-use crate::federation::Federation;
 use crate::federation::client::{ClientInfo, results};
 use crate::federation::dispatch::{DeployRequest, LocalCandidate, dispatch};
 use crate::federation::forward::FORWARDED_HEADER;
 use crate::federation::placement::Profile;
 use crate::federation::routes::{delete_report, post_report};
+use crate::federation::{Federation, FederationError};
 use crate::listener::{ClientAddr, GuardedListener};
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Outcome};
 use crate::problems::{ApiError, echo, ensure_problem, limit_uri, no_route};
@@ -103,9 +103,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("the API server failed: {0}")]
     Serve(io::Error),
-    /// Tier 1's HTTP client cannot be built.
-    #[error("cannot forward deploys: {0}")]
-    Federation(String),
+    /// Tier 1 cannot start: its HTTP client, its GeoIP database.
+    #[error(transparent)]
+    Federation(#[from] FederationError),
 }
 
 struct App<B: Backend> {
@@ -430,8 +430,7 @@ impl<B: Backend> Cloudlet<B> {
             source,
         })?;
         let registry = Registry::with_shared_backend(backend, config.limits());
-        let federation =
-            Federation::new(config.federation.clone()).map_err(ServeError::Federation)?;
+        let federation = Federation::new(config.federation.clone())?;
         Ok(Cloudlet {
             listener,
             app: Arc::new(App {

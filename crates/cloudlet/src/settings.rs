@@ -98,6 +98,9 @@ pub struct CloudletSettings {
     /// Seconds a forwarded deploy may take before the next cloudlet is
     /// tried.
     pub forward_timeout: Option<u64>,
+    /// MaxMind city database (GeoLite2 City `.mmdb`) that locates the
+    /// clients of deploys without `X-Location`, as a tier 1.
+    pub geoip_db: Option<PathBuf>,
     /// Announce the cloudlet on the local network over mDNS.
     pub zeroconf: Option<bool>,
 }
@@ -231,6 +234,7 @@ impl CloudletSettings {
             accept_clients: self.accept_clients.or(lower.accept_clients),
             reject_clients: self.reject_clients.or(lower.reject_clients),
             forward_timeout: self.forward_timeout.or(lower.forward_timeout),
+            geoip_db: self.geoip_db.or(lower.geoip_db),
             zeroconf: self.zeroconf.or(lower.zeroconf),
         }
     }
@@ -257,7 +261,11 @@ impl CloudletSettings {
         };
         check_federation(&reporting)?;
         Ok(LocalCloudletConfig {
-            federation: federation(reporting.cloudlet_token.as_deref(), self.forward_timeout)?,
+            federation: federation(
+                reporting.cloudlet_token.as_deref(),
+                self.forward_timeout,
+                self.geoip_db,
+            )?,
             reporting,
             recipes_dir: self.recipes.unwrap_or_else(|| DEFAULT_RECIPES.into()),
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
@@ -305,6 +313,7 @@ impl CloudletSettings {
             accept_clients: Some(config.reporting.accepted_clients.clone()),
             reject_clients: Some(config.reporting.rejected_clients.clone()),
             forward_timeout: Some(config.federation.forward_timeout.as_secs()),
+            geoip_db: config.federation.geoip_db.as_deref().map(absolute),
             zeroconf: Some(config.zeroconf),
         };
         let mut text = String::from(
@@ -314,6 +323,9 @@ impl CloudletSettings {
         text += &toml::to_string(&settings).map_err(|e| SettingsError::Show(e.to_string()))?;
         if config.registry_ca.is_none() {
             text += "# registry-ca = \"FILE\"  # unset: the system's trust store only\n";
+        }
+        if config.federation.geoip_db.is_none() {
+            text += "# geoip-db = \"FILE\"  # unset: clients are located by X-Location only\n";
         }
         if config.public_endpoint.is_none() {
             text += &format!(
@@ -338,6 +350,7 @@ impl CloudletSettings {
             &mut self.data_dir,
             &mut self.cache_dir,
             &mut self.registry_ca,
+            &mut self.geoip_db,
         ]
         .into_iter()
         .flatten()
@@ -387,10 +400,12 @@ fn check_federation(federation: &Federation) -> Result<(), SettingsError> {
     Ok(())
 }
 
-/// Tier 1's settings: the token checked, the timeout at least 1 s.
+/// Tier 1's settings: the token checked, the timeout at least 1 s (the
+/// GeoIP database is opened when tier 1 starts).
 pub fn federation(
     token: Option<&str>,
     forward_timeout: Option<u64>,
+    geoip_db: Option<PathBuf>,
 ) -> Result<FederationConfig, SettingsError> {
     let cloudlet_token =
         token
@@ -413,6 +428,7 @@ pub fn federation(
     Ok(FederationConfig {
         cloudlet_token,
         forward_timeout,
+        geoip_db,
     })
 }
 

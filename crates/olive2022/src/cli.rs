@@ -391,6 +391,12 @@ pub struct CloudletArgs {
     /// before the next one is tried [default: 10].
     #[arg(long, env = "OLIVE2022_CLOUDLET_FORWARD_TIMEOUT", value_name = "SECS")]
     pub forward_timeout: Option<u64>,
+    /// A MaxMind city database (GeoLite2 City `.mmdb`): the client of a
+    /// deploy without `X-Location` is located by its address, as Sinfonia's
+    /// tier 1 does (a given `X-Location` wins; an unknown address has no
+    /// location).
+    #[arg(long, env = "OLIVE2022_CLOUDLET_GEOIP_DB", value_name = "FILE")]
+    pub geoip_db: Option<PathBuf>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).
@@ -427,6 +433,12 @@ pub struct Tier1Args {
     /// tried [default: 10].
     #[arg(long, env = "OLIVE2022_TIER1_FORWARD_TIMEOUT", value_name = "SECS")]
     pub forward_timeout: Option<u64>,
+    /// A MaxMind city database (GeoLite2 City `.mmdb`): the client of a
+    /// deploy without `X-Location` is located by its address, as Sinfonia's
+    /// tier 1 does (a given `X-Location` wins; an unknown address has no
+    /// location).
+    #[arg(long, env = "OLIVE2022_TIER1_GEOIP_DB", value_name = "FILE")]
+    pub geoip_db: Option<PathBuf>,
     /// Deploy requests a minute per client address; 0 for no limit
     /// [default: 60].
     #[arg(long, env = "OLIVE2022_TIER1_DEPLOY_RATE", value_name = "PER_MINUTE")]

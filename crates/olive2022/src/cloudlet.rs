@@ -180,6 +180,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         accept_clients: args.accept_clients.clone(),
         reject_clients: args.reject_clients.clone(),
         forward_timeout: args.forward_timeout,
+        geoip_db: args.geoip_db.clone(),
         // Unset unless given: the file may turn it on.
         zeroconf: args.zeroconf.then_some(true),
     };

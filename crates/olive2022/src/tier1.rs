@@ -20,7 +20,11 @@ pub fn run(cli: &Cli, args: &Tier1Args) -> Result<ExitCode> {
         listen: args.listen.unwrap_or(DEFAULT_LISTEN),
         recipes_dir: args.recipes.clone(),
         deploy_rate: args.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
-        federation: federation(args.cloudlet_token.as_deref(), args.forward_timeout)?,
+        federation: federation(
+            args.cloudlet_token.as_deref(),
+            args.forward_timeout,
+            args.geoip_db.clone(),
+        )?,
     };
     if cli.dry_run {
         println!(

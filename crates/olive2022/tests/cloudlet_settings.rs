@@ -61,7 +61,8 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
          recipes = \"/srv/file-recipes\"\n\
          wg-listen = \"127.0.0.1:9002\"\n\
          max-vms = 1\n\
-         idle-timeout = 11\n",
+         idle-timeout = 11\n\
+         geoip-db = \"cities.mmdb\"\n",
     )
     .unwrap();
     let output = cloudlet(
@@ -84,6 +85,9 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
     // File over default.
     assert_eq!(string(&settings, "listen"), "127.0.0.1:9001");
     assert_eq!(settings["idle-timeout"].as_integer(), Some(11));
+    // A relative path in the file is taken from the file's directory.
+    let geoip = home.path().join("cities.mmdb");
+    assert_eq!(string(&settings, "geoip-db"), geoip.to_str().unwrap());
     // Defaults.
     assert_eq!(string(&settings, "accel"), "auto");
     let data = home.path().join("data/olive2022/cloudlet");

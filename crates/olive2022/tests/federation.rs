@@ -5,7 +5,8 @@
 //! address (network namespaces), or on the nearest by `X-Location`; a
 //! SIGKILLed cloudlet costs one forward, a cloudlet that said goodbye is
 //! never tried; hostile registrations get problem+json; `launch` reaches a
-//! VM through forwarding. Reports are posted by the test itself.
+//! VM through forwarding; with `--geoip-db`, a client without `X-Location`
+//! lands on the cloudlet nearest its address's city. Reports are posted by the test itself.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -16,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::geoip::{City, write_city_database};
 use testkit::registry::free_port;
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/federation-test/package.nxpk";
@@ -229,9 +231,13 @@ struct Sites {
 }
 
 fn three_sites() -> Sites {
-    let dir = tempfile::tempdir().unwrap();
+    three_sites_in(tempfile::tempdir().unwrap(), &[])
+}
+
+/// [`three_sites`] in `dir`, the tier 1 started with `tier1_args`.
+fn three_sites_in(dir: tempfile::TempDir, tier1_args: &[&str]) -> Sites {
     let recipes = converted_to_layout(dir.path(), URL, "Federation test VM");
-    let tier1 = Server::tier1(dir.path(), &[]);
+    let tier1 = Server::tier1(dir.path(), tier1_args);
     let sites = [
         ("10.201.0.0/16", PITTSBURGH),
         ("10.202.0.0/16", LISBON),
@@ -364,6 +370,106 @@ fn clients_land_on_their_own_site_or_the_nearest_cloudlet() {
     let log = sites.tier1.log();
     assert!(log.contains("matcher=\"network\""), "{log}");
     assert!(log.contains("matcher=\"location\""), "{log}");
+}
+
+#[test]
+fn clients_without_x_location_are_located_by_the_geoip_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("GeoLite2-City.mmdb");
+    write_city_database(
+        &db,
+        &[
+            City {
+                network: "10.231.1.0/24",
+                name: "Pittsburgh",
+                location: PITTSBURGH,
+            },
+            City {
+                network: "10.231.2.0/24",
+                name: "Lisbon",
+                location: LISBON,
+            },
+        ],
+    );
+    let sites = three_sites_in(dir, &["--geoip-db", db.to_str().unwrap()]);
+    let (tier1, c) = (&sites.tier1.api, &sites.cloudlets);
+    // On no site's network, without X-Location: its address's city.
+    let lisbon = deploy(tier1, &sites.uuid, &["X-ClientIP: 10.231.2.9"]);
+    assert_eq!(served_by(&lisbon), c[1].endpoint());
+    let pittsburgh = deploy(tier1, &sites.uuid, &["X-ClientIP: 10.231.1.9"]);
+    assert_eq!(served_by(&pittsburgh), c[0].endpoint());
+    // X-Location wins over the database (Osaka → Tokyo).
+    let told = deploy(
+        tier1,
+        &sites.uuid,
+        &["X-ClientIP: 10.231.2.9", "X-Location: 34.69,135.50"],
+    );
+    assert_eq!(served_by(&told), c[2].endpoint());
+    // An address the database does not know: no location, placed by load.
+    served_by(&deploy(tier1, &sites.uuid, &["X-ClientIP: 192.0.2.9"]));
+    let log = sites.tier1.log();
+    assert!(log.contains("city=\"Lisbon\""), "{log}");
+    assert!(log.contains("matcher=\"location\""), "{log}");
+    assert!(log.contains("matcher=\"load\""), "{log}");
+}
+
+/// The output of an `olive2022` that must stop by itself, with failure.
+fn fails_to_start(mut command: Command) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_unusable_geoip_database_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.mmdb");
+    std::fs::write(&garbage, b"not a MaxMind database").unwrap();
+    let mut tier1 = olive();
+    tier1
+        .args(["tier1", "--listen", "127.0.0.1:0", "--geoip-db"])
+        .arg(&garbage);
+    let stderr = fails_to_start(tier1);
+    assert!(stderr.contains(garbage.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("not a MaxMind DB"), "{stderr}");
+    // The variable, and a cloudlet in its tier-1 role.
+    let missing = dir.path().join("missing.mmdb");
+    let mut cloudlet = olive();
+    cloudlet
+        .args(["cloudlet", "--listen", "127.0.0.1:0"])
+        .args(["--wg-listen", "127.0.0.1:0", "--recipes"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("OLIVE2022_CLOUDLET_GEOIP_DB", &missing);
+    let stderr = fails_to_start(cloudlet);
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the GeoIP database"),
+        "{stderr}"
+    );
 }
 
 #[test]

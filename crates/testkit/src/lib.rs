@@ -11,6 +11,7 @@
 
 pub mod cloudlet;
 pub mod credential_helper;
+pub mod geoip;
 pub mod http;
 pub mod registry;
 pub mod tls;

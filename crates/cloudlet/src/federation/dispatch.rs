@@ -68,7 +68,10 @@ where
         .map(|local| &local.profile)
         .chain(remotes.iter().map(|remote| &remote.profile))
         .collect();
-    let mut ranked = rank(&request.client, &profiles);
+    // A location found by GeoIP places the deploy; it is not passed on as
+    // the client's own `X-Location`.
+    let placed = federation.placed_client(&request.client);
+    let mut ranked = rank(&placed, &profiles);
     if local.is_some() && !ranked.iter().any(|(index, _)| *index == 0) {
         ranked.push((0, Matcher::Load));
     }
@@ -78,7 +81,7 @@ where
     };
     tracing::debug!(
         client = ?request.client.address,
-        location = ?request.client.location,
+        location = ?placed.location,
         candidates = ?ranked.iter().map(|&(i, m)| format!("{}:{}", name(i), m.as_str())).collect::<Vec<_>>(),
         "placement"
     );

@@ -10,6 +10,8 @@
 //! - [`registry`]: the reported cloudlets, refreshed, expired, removed
 //!   (our `DELETE` extension) and marked failed after a failed forward;
 //! - [`client`]: who asks (`X-ClientIP`, `X-Location`, `?results=N`);
+//! - [`geoip`]: where a client without `X-Location` is, by its address
+//!   (`--geoip-db`);
 //! - [`placement`]: Sinfonia's matchers in order (network, location) and
 //!   then load, as a ranked list of candidates;
 //! - [`forward`]: one deploy request sent on to a tier 2, its answer
@@ -24,17 +26,21 @@ pub mod auth;
 pub mod client;
 pub mod dispatch;
 pub mod forward;
+pub mod geoip;
 pub mod placement;
 pub mod registry;
 pub mod report;
 pub mod routes;
 pub mod tier1;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::federation::client::ClientInfo;
 use crate::rate_limit::RateLimiter;
 
 pub use auth::BearerToken;
+pub use geoip::{GeoIpDb, GeoIpError};
 pub use registry::CloudletRegistry;
 
 /// Default `--forward-timeout`: how long a tier 2 has to answer a
@@ -54,6 +60,9 @@ pub struct FederationConfig {
     pub cloudlet_token: Option<BearerToken>,
     /// How long a forwarded deploy may take (`--forward-timeout`).
     pub forward_timeout: Duration,
+    /// The MaxMind city database that locates clients without
+    /// `X-Location` (`--geoip-db`).
+    pub geoip_db: Option<PathBuf>,
 }
 
 impl Default for FederationConfig {
@@ -61,6 +70,7 @@ impl Default for FederationConfig {
         FederationConfig {
             cloudlet_token: None,
             forward_timeout: DEFAULT_FORWARD_TIMEOUT,
+            geoip_db: None,
         }
     }
 }
@@ -77,17 +87,43 @@ pub struct Federation {
     pub token: Option<BearerToken>,
     /// Reports per reporting address.
     pub report_limiter: RateLimiter,
+    /// Locates clients without `X-Location`, when given.
+    pub geoip: Option<GeoIpDb>,
+}
+
+/// Why tier 1 cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The HTTP client cannot be built (no TLS roots…).
+    #[error("cannot forward deploys: {0}")]
+    Client(String),
+    /// The `--geoip-db` file cannot be used.
+    #[error(transparent)]
+    GeoIp(#[from] GeoIpError),
 }
 
 impl Federation {
-    /// Empty: no cloudlet known yet. Fails only when the HTTP client
-    /// cannot be built (no TLS roots…).
-    pub fn new(config: FederationConfig) -> Result<Federation, String> {
+    /// Empty: no cloudlet known yet. Opens the GeoIP database, when
+    /// given; fails when it cannot be used or when the HTTP client cannot
+    /// be built (no TLS roots…).
+    pub fn new(config: FederationConfig) -> Result<Federation, FederationError> {
+        let geoip = config.geoip_db.as_deref().map(GeoIpDb::open).transpose()?;
         Ok(Federation {
             registry: CloudletRegistry::new(),
-            forwarder: forward::Forwarder::new(config.forward_timeout)?,
+            forwarder: forward::Forwarder::new(config.forward_timeout)
+                .map_err(FederationError::Client)?,
             token: config.cloudlet_token,
             report_limiter: RateLimiter::new(REPORTS_PER_MINUTE),
+            geoip,
         })
+    }
+
+    /// `client` as placement sees it: located by its address when it gave
+    /// no `X-Location` and a GeoIP database is open.
+    pub fn placed_client(&self, client: &ClientInfo) -> ClientInfo {
+        match &self.geoip {
+            Some(geoip) => geoip.locate_client(client),
+            None => *client,
+        }
     }
 }

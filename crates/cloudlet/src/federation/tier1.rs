@@ -75,7 +75,7 @@ impl Tier1 {
             Some(dir) => Some(RecipeStore::new(dir)),
             None => None,
         };
-        let federation = Federation::new(config.federation).map_err(ServeError::Federation)?;
+        let federation = Federation::new(config.federation)?;
         let bind_error = |source| ServeError::Bind {
             addr: config.listen,
             source,
