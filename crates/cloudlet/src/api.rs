@@ -113,6 +113,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month as u32, day as u32)
 }
 
+/// Whether `[lat, lon]` is a coordinate: the check every `locations` entry
+/// and every `X-Location` passes.
+pub(crate) fn valid_location(lat: f64, lon: f64) -> bool {
+    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -9,6 +9,7 @@ use sinfonia::deploy::{Endpoint, IpNet};
 use sinfonia::tier2::TUNNEL_ADDRESS;
 use uuid::Uuid;
 
+use crate::api::valid_location;
 use crate::federation::FederationConfig;
 use crate::state::Limits;
 
@@ -219,11 +220,6 @@ impl CloudletConfig {
             / 4)
         .clamp(Duration::from_millis(10), Duration::from_secs(5))
     }
-}
-
-/// Whether `[lat, lon]` is a coordinate.
-pub(crate) fn valid_location(lat: f64, lon: f64) -> bool {
-    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@
 //!   stop VMs and to add and remove tunnel peers;
 //! - [`config`]: the settings, [`CloudletConfig`];
 //! - [`federation`]: tier 1: the cloudlets that report here, placement
-//!   of a deploy among them (and this one) and forwarding, and
-//!   `olive2022 tier1` alone;
+//!   of a deploy among them (and this one) and forwarding;
+//! - [`tier1`]: `olive2022 tier1`, the tier-1 role alone;
 //! - [`server`]: the axum router, [`Cloudlet`] and [`serve`];
 //! - [`problems`]: [`ApiError`] and every error as problem+json;
 //! - [`access_log`]: one log event per request;
@@ -65,6 +65,7 @@ pub mod settings;
 pub mod spec;
 pub mod standalone;
 pub mod state;
+pub mod tier1;
 pub mod zeroconf;
 
 pub use backend::{Backend, BackendError, BackendStats};

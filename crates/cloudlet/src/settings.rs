@@ -390,7 +390,7 @@ fn check_federation(federation: &Federation) -> Result<(), SettingsError> {
     if let Some([lat, lon]) = federation
         .locations
         .iter()
-        .find(|[lat, lon]| !crate::config::valid_location(*lat, *lon))
+        .find(|[lat, lon]| !crate::api::valid_location(*lat, *lon))
     {
         return Err(SettingsError::Value {
             key: "location",

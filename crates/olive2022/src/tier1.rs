@@ -1,15 +1,15 @@
 //! `olive2022 tier1`: a Sinfonia tier 1 alone. Cloudlets (`olive2022
 //! cloudlet`, or real Sinfonia tier 2s) report to it; it places each
 //! deploy on the best of them and forwards it
-//! ([`cloudlet::federation::tier1`]). Serves until SIGTERM, SIGINT or
+//! ([`cloudlet::tier1`]). Serves until SIGTERM, SIGINT or
 //! SIGHUP.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cloudlet::federation::tier1::{Tier1, Tier1Config};
 use cloudlet::settings::{DEFAULT_DEPLOY_RATE, DEFAULT_LISTEN, federation};
+use cloudlet::tier1::{Tier1, Tier1Config};
 
 use crate::cli::{Cli, Tier1Args};
 use crate::cloudlet::stop_signal;

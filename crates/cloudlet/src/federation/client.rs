@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use axum::http::HeaderMap;
 
-use crate::config::valid_location;
+use crate::api::valid_location;
 use crate::problems::{ApiError, echo};
 
 /// The client's address, set by a proxy or a tier 1 in front.

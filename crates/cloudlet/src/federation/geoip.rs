@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use maxminddb::{Reader, geoip2};
 
-use crate::config::valid_location;
+use crate::api::valid_location;
 use crate::federation::client::ClientInfo;
 
 /// The largest database read: GeoIP2 City, the largest MaxMind sells, is

@@ -1,7 +1,8 @@
 //! Tier 1: the cloudlets that report to this process, and deploy requests
 //! placed on the best of them and forwarded there.
 //!
-//! `olive2022 tier1` serves this alone ([`tier1`]); `olive2022 cloudlet`
+//! `olive2022 tier1` serves this alone ([`crate::tier1`], outside this
+//! room: it is a server like [`crate::server`]); `olive2022 cloudlet`
 //! serves it next to its own VMs, itself being one more candidate, served
 //! without HTTP. The room:
 //!
@@ -17,8 +18,7 @@
 //! - [`forward`]: one deploy request sent on to a tier 2, its answer
 //!   checked;
 //! - [`dispatch`]: the candidates tried in turn until enough answered;
-//! - [`routes`]: the report endpoints, shared by both servers;
-//! - [`tier1`]: the tier-1-only server.
+//! - [`routes`]: the report endpoints, shared by both servers.
 //!
 //! [`Federation`] holds the state both servers share.
 
@@ -31,7 +31,6 @@ pub mod placement;
 pub mod registry;
 pub mod report;
 pub mod routes;
-pub mod tier1;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use axum::body::Body;
 use sinfonia::deploy::IpNet;
 
 use crate::api::CloudletInfo;
-use crate::config::valid_location;
+use crate::api::valid_location;
 use crate::problems::{ApiError, MAX_BODY, echo};
 
 /// How long a report's body may take to arrive.
