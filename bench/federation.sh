@@ -21,7 +21,16 @@ n=${N:-20}
 work=$(mktemp -d)
 pids=()
 cleanup() {
+    # Ctrl-C first (our cloudlets stop their VMs); Sinfonia's tier 1 (a
+    # Flask server) may ignore it, so whatever is left after 20 s is killed.
     for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for _ in $(seq 200); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
