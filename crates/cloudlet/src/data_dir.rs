@@ -115,17 +115,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], DataDirError> {
     }
     let pair = KeyPair::generate();
     let private = pair.secret().to_bytes();
-    let write_error = |source| DataDirError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(write_error)?;
-    writeln!(file, "{}", encode_key(&private)).map_err(write_error)?;
+    write_new_line(path, 0o600, &encode_key(&private))?;
     Ok(private)
 }
 
@@ -138,6 +128,14 @@ pub fn load_or_create_uuid(path: &Path) -> Result<Uuid, DataDirError> {
         });
     }
     let uuid = Uuid::new_v4();
+    write_new_line(path, 0o644, &uuid.to_string())?;
+    Ok(uuid)
+}
+
+/// Writes `line` to `path`, created with `mode`; an existing file is an
+/// error, never overwritten (two cloudlets starting on one data directory
+/// must not each write their own identity).
+fn write_new_line(path: &Path, mode: u32, line: &str) -> Result<(), DataDirError> {
     let write_error = |source| DataDirError::Write {
         path: path.to_owned(),
         source,
@@ -145,11 +143,10 @@ pub fn load_or_create_uuid(path: &Path) -> Result<Uuid, DataDirError> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .map_err(write_error)?;
-    writeln!(file, "{uuid}").map_err(write_error)?;
-    Ok(uuid)
+    writeln!(file, "{line}").map_err(write_error)
 }
 
 #[cfg(test)]

@@ -373,16 +373,24 @@ fn router<B: Backend>(app: Arc<App<B>>) -> Router {
         .route("/cloudlets/", cloudlets.clone())
         .route("/cloudlets", cloudlets)
         .route("/cloudlets/{uuid}", delete(cloudlets_delete::<B>));
-    Router::new()
+    let router = Router::new()
         .nest("/api/v1", api)
-        .route("/metrics", get(metrics_get::<B>))
+        .route("/metrics", get(metrics_get::<B>));
+    with_common_layers(router).with_state(app)
+}
+
+/// What every server of this crate puts around its routes (the cloudlet's
+/// and `olive2022 tier1`'s): problem+json for unknown routes, the URI
+/// bound, problem+json bodies for every error, the access log and the body
+/// bound.
+pub(crate) fn with_common_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
         .route("/healthz", get(healthz))
         .fallback(no_route)
         .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::map_response(ensure_problem))
         .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app)
 }
 
 /// A cloudlet bound to its address, ready to serve.

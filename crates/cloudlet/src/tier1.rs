@@ -16,23 +16,22 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
-use crate::access_log::log_request;
 use crate::api::RecipeInfo;
 use crate::federation::client::{ClientInfo, results};
 use crate::federation::dispatch::{DeployRequest, LocalCandidate, dispatch};
 use crate::federation::routes::{delete_report, post_report};
 use crate::federation::{Federation, FederationConfig};
 use crate::listener::{ClientAddr, GuardedListener};
-use crate::problems::{ApiError, MAX_BODY, echo, ensure_problem, limit_uri, no_route};
+use crate::problems::{ApiError, echo};
 use crate::rate_limit::RateLimiter;
 use crate::recipes::RecipeStore;
-use crate::server::ServeError;
+use crate::server::{ServeError, with_common_layers};
 use crate::spec::{parse_application_key, parse_backend_uuid};
 
 /// What tier 1 alone needs.
@@ -185,10 +184,6 @@ async fn cloudlets_delete(
     delete_report(&app.federation, &headers, connection(&extensions), &uuid)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
 fn router(app: Arc<Tier1App>) -> Router {
     let cloudlets = get(cloudlets_get).post(cloudlets_post);
     let api = Router::new()
@@ -198,13 +193,5 @@ fn router(app: Arc<Tier1App>) -> Router {
         .route("/cloudlets/", cloudlets.clone())
         .route("/cloudlets", cloudlets)
         .route("/cloudlets/{uuid}", delete(cloudlets_delete));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(healthz))
-        .fallback(no_route)
-        .layer(axum::middleware::from_fn(limit_uri))
-        .layer(axum::middleware::map_response(ensure_problem))
-        .layer(axum::middleware::from_fn(log_request))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app)
+    with_common_layers(Router::new().nest("/api/v1", api)).with_state(app)
 }
