@@ -30,6 +30,7 @@ pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod lazy;
 pub mod manifest;
 pub mod pull;
 mod pull_error;

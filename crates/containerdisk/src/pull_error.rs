@@ -52,6 +52,27 @@ pub enum PullError {
         /// What was found instead.
         reason: String,
     },
+    /// The registry did not send a lazily pulled layer's first bytes (its
+    /// tar headers) in time: no VM can start from it now.
+    #[error("image {image}: the registry sent no part of the disk within {waited:?}: {reason}")]
+    Unreachable {
+        /// The image.
+        image: String,
+        /// How long the deploy waited.
+        waited: std::time::Duration,
+        /// The last failure.
+        reason: String,
+    },
+    /// The previous lazy download of the image did not pass its check and
+    /// was discarded (said once, to the next deploy; the one after tries
+    /// again).
+    #[error("image {image}: its last download failed its check and was discarded: {reason}")]
+    Discarded {
+        /// The image.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// A cache file operation failed.
     #[error("{what}: {source}")]
     Io {

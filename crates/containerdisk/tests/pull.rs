@@ -7,24 +7,21 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Recorder, require};
+use common::{Recorder, converted, push_converted, random_bytes, require};
 use containerdisk::auth::Credentials;
-use containerdisk::image::{Image, MANIFEST_MEDIA_TYPE};
-use containerdisk::layer::DiskLayer;
+use containerdisk::image::MANIFEST_MEDIA_TYPE;
 use containerdisk::pull::{
     CachedDisk, DiskSource, FetchOptions, ImageRef, PullError, fetch_disk, fetch_disk_with,
 };
 use containerdisk::registry::{NoProgress, Registry, RegistryError, RegistryOptions};
 use containerdisk::{BlobSource, Digest, MemoryBlob, layout};
 use serde_json::json;
-use testkit::XorShift;
 use testkit::registry::TestRegistry;
 
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -74,51 +71,6 @@ fn source(
         credentials: credentials.map(|(user, password)| Credentials::new(user, password)),
         insecure: false,
     }
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    XorShift::new(seed).bytes(len)
-}
-
-/// A disk file and its containerDisk image, as `convert` builds them.
-struct Converted {
-    content: Vec<u8>,
-    layer: DiskLayer,
-    image: Image,
-    _file: tempfile::NamedTempFile,
-}
-
-fn converted(len: usize, seed: u64) -> Converted {
-    let content = random_bytes(len, seed);
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(&content).unwrap();
-    let layer = DiskLayer::new(file.reopen().unwrap(), "disk.qcow2", &mut |_| {}).unwrap();
-    let labels = BTreeMap::from([("org.opencontainers.image.title".to_owned(), "t".to_owned())]);
-    let image = Image::new(&layer, &labels);
-    Converted {
-        content,
-        layer,
-        image,
-        _file: file,
-    }
-}
-
-/// Pushes a converted image under `tag` with our push code.
-fn push_converted(registry: &Registry, repository: &str, tag: &str, image: &Converted) -> Digest {
-    registry
-        .push_blob(repository, &image.layer, &mut NoProgress)
-        .unwrap();
-    registry
-        .push_blob(repository, &image.image.config, &mut NoProgress)
-        .unwrap();
-    registry
-        .push_manifest(
-            repository,
-            tag,
-            MANIFEST_MEDIA_TYPE,
-            image.image.manifest.bytes(),
-        )
-        .unwrap()
 }
 
 /// Pushes an image of `layers` (media type, bytes) by hand; returns the

@@ -14,6 +14,7 @@ pub mod credential_helper;
 pub mod geoip;
 pub mod http;
 pub mod registry;
+pub mod throttle;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

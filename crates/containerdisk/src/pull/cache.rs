@@ -118,6 +118,11 @@ impl Partial {
         })
     }
 
+    /// The temporary directory.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Where the disk is to be written.
     pub(crate) fn disk(&self) -> PathBuf {
         self.dir.path().join(DISK_FILE)

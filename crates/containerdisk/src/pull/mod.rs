@@ -43,13 +43,13 @@
 //! - `cache`: the cache entries, and installing one atomically;
 //! - this file: the options and the order of the steps.
 
-mod cache;
+pub(crate) mod cache;
 mod disk_source;
 mod evict;
-mod registry_store;
-mod resolve;
-mod stream;
-mod untar;
+pub(crate) mod registry_store;
+pub(crate) mod resolve;
+pub(crate) mod stream;
+pub(crate) mod untar;
 
 use std::path::Path;
 
@@ -150,9 +150,23 @@ pub fn fetch_disk_with(
 /// The registry repository or the layout `source` names.
 fn open(source: &DiskSource, options: &FetchOptions) -> Result<Box<dyn ImageSource>, PullError> {
     match source {
+        DiskSource::Registry { repository, .. } => {
+            let registry = open_registry(source, options)?;
+            Ok(Box::new(RegistrySource::new(registry, repository)))
+        }
+        DiskSource::Layout { dir, .. } => Ok(Box::new(LayoutSource::new(dir))),
+    }
+}
+
+/// The client of the registry `source` names, with its credentials; a
+/// layout has none.
+pub(crate) fn open_registry(
+    source: &DiskSource,
+    options: &FetchOptions,
+) -> Result<Registry, PullError> {
+    match source {
         DiskSource::Registry {
             registry,
-            repository,
             credentials,
             insecure,
             ..
@@ -162,10 +176,12 @@ fn open(source: &DiskSource, options: &FetchOptions) -> Result<Box<dyn ImageSour
                 insecure: *insecure,
                 ..options.registry.clone()
             };
-            let registry = Registry::new(registry, options)?;
-            Ok(Box::new(RegistrySource::new(registry, repository)))
+            Ok(Registry::new(registry, options)?)
         }
-        DiskSource::Layout { dir, .. } => Ok(Box::new(LayoutSource::new(dir))),
+        DiskSource::Layout { dir, .. } => Err(PullError::InvalidSource(format!(
+            "{} is a layout, not a registry",
+            dir.display()
+        ))),
     }
 }
 

@@ -69,43 +69,10 @@ fn scan_tar(
     let mut found = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| refused(format!("not a valid tar archive: {e}")))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let components =
-            check_path(&raw_path).map_err(|reason| refused(format!("{shown:?}: {reason}")))?;
-        let Some((first, rest)) = components.split_first() else {
-            continue; // `.` or `./`
+        let DiskEntry { name, shown } = match classify(&entry, found.is_some()).map_err(refused)? {
+            Some(disk) => disk,
+            None => continue,
         };
-        if *first != DISK_DIR.as_bytes() {
-            continue; // never written anywhere
-        }
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Directory => continue,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .unwrap_or_default();
-                return Err(refused(format!(
-                    "{shown:?} is a link (to {target:?}), not a disk file"
-                )));
-            }
-            other if other.is_pax_global_extensions() || other.is_pax_local_extensions() => {
-                continue;
-            }
-            other => {
-                return Err(refused(format!(
-                    "{shown:?} is a {}, not a disk file",
-                    kind_name(other)
-                )));
-            }
-        }
-        // The disk is a file directly in disk/, not a whiteout.
-        if rest.len() != 1 || rest[0].starts_with(b".wh.") || found.is_some() {
-            continue;
-        }
         // The file's size (a PAX record or a sparse map may override the header's).
         let size = entry.size();
         if size > max_disk_size {
@@ -138,9 +105,68 @@ fn scan_tar(
                 "{shown:?} ends after {written} of its {size} bytes"
             )));
         }
-        found = Some((components_to_string(&components), size));
+        found = Some((name, size));
     }
     Ok(found)
+}
+
+/// The disk's entry, as [`classify`] finds it.
+pub(crate) struct DiskEntry {
+    /// Its path in the layer, normalised (`disk/disk.qcow2`).
+    pub(crate) name: String,
+    /// Its path as the layer spells it, for messages.
+    pub(crate) shown: String,
+}
+
+/// Whether `entry` is the disk (the first regular file directly in
+/// `disk/`; `found` says one was seen before). Refuses the layer, with the
+/// reason, for an absolute or `..` path and for a link, device or FIFO in
+/// `disk/`. The one home of these rules, for the streamed pull and the
+/// lazy one.
+pub(crate) fn classify<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    found: bool,
+) -> Result<Option<DiskEntry>, String> {
+    let raw_path = entry.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&raw_path).into_owned();
+    let components = check_path(&raw_path).map_err(|reason| format!("{shown:?}: {reason}"))?;
+    let Some((first, rest)) = components.split_first() else {
+        return Ok(None); // `.` or `./`
+    };
+    if *first != DISK_DIR.as_bytes() {
+        return Ok(None); // never written anywhere
+    }
+    let kind = entry.header().entry_type();
+    match kind {
+        tar::EntryType::Directory => return Ok(None),
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {}
+        tar::EntryType::Symlink | tar::EntryType::Link => {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            return Err(format!(
+                "{shown:?} is a link (to {target:?}), not a disk file"
+            ));
+        }
+        other if other.is_pax_global_extensions() || other.is_pax_local_extensions() => {
+            return Ok(None);
+        }
+        other => {
+            return Err(format!(
+                "{shown:?} is a {}, not a disk file",
+                kind_name(other)
+            ));
+        }
+    }
+    // The disk is a file directly in disk/, not a whiteout.
+    if rest.len() != 1 || rest[0].starts_with(b".wh.") || found {
+        return Ok(None);
+    }
+    Ok(Some(DiskEntry {
+        name: components_to_string(&components),
+        shown,
+    }))
 }
 
 /// The components of a tar path without `.`; refuses absolute paths and

@@ -17,7 +17,8 @@
 //! - `upload`: pushing a blob in chunks, resuming a broken upload;
 //! - `manifest`: pushing and pulling manifests;
 //! - `download`: pulling a blob through the `transfer` crate's resumable
-//!   ranged GET.
+//!   ranged GET;
+//! - `range`: reading one byte range of a blob (lazy pulls).
 //!
 //! Blobs go up in chunks of [`RegistryOptions::chunk_size`] (one in memory
 //! at a time) and come down as a stream; both resume where a broken
@@ -35,6 +36,7 @@ mod download;
 mod error;
 mod http;
 mod manifest;
+mod range;
 mod retry;
 mod tls;
 mod token;

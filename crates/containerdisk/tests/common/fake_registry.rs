@@ -300,11 +300,20 @@ fn blob(config: &FakeConfig, state: &Mutex<FakeState>, request: &Request, digest
             if let Some(cut) = cut {
                 return Reply::Send(Response::new(200).body(blob).cut_after(cut as u64));
             }
-            match request.range_start().and_then(|s| usize::try_from(s).ok()) {
-                Some(start) if start < blob.len() => {
+            let range = request.range().and_then(|(first, last)| {
+                let first = usize::try_from(first).ok()?;
+                let last = last.map_or(Some(blob.len() - 1), |l| usize::try_from(l).ok())?;
+                (first <= last && last < blob.len()).then_some((first, last))
+            });
+            match range {
+                Some((start, last)) => {
                     st.range_requests += 1;
-                    let content_range = format!("bytes {start}-{}/{}", blob.len() - 1, blob.len());
-                    respond(206, &[("Content-Range", content_range)], &blob[start..])
+                    let content_range = format!("bytes {start}-{last}/{}", blob.len());
+                    respond(
+                        206,
+                        &[("Content-Range", content_range)],
+                        &blob[start..=last],
+                    )
                 }
                 _ => respond(200, &[("Docker-Content-Digest", digest.to_owned())], &blob),
             }

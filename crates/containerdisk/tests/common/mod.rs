@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 mod fake_registry;
+mod images;
 mod proxy;
 
 use std::process::{Command, Stdio};
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use containerdisk::registry::PushProgress;
 
 pub use self::fake_registry::{FakeConfig, FakeRegistry};
+pub use self::images::{Converted, converted, push_converted, random_bytes};
 pub use self::proxy::{Cut, CutProxy};
 
 /// Runs a tool; panics naming the Debian package when it is missing.

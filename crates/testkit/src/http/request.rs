@@ -53,12 +53,21 @@ impl Request {
 
     /// The first byte asked for by `Range: bytes=N-`, if any.
     pub fn range_start(&self) -> Option<u64> {
-        self.header("range")?
-            .strip_prefix("bytes=")?
-            .trim()
-            .strip_suffix('-')?
-            .parse()
-            .ok()
+        match self.range()? {
+            (start, None) => Some(start),
+            _ => None,
+        }
+    }
+
+    /// `Range: bytes=FIRST-` or `bytes=FIRST-LAST`, if any.
+    pub fn range(&self) -> Option<(u64, Option<u64>)> {
+        let spec = self.header("range")?.strip_prefix("bytes=")?.trim();
+        let (first, last) = spec.split_once('-')?;
+        let first = first.parse().ok()?;
+        if last.is_empty() {
+            return Some((first, None));
+        }
+        Some((first, Some(last.parse().ok()?)))
     }
 
     /// The request as HTTP/1.1 bytes, as [`Forward`](super::Forward) passes
