@@ -12,6 +12,7 @@
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -235,7 +236,12 @@ fn spawn_read(request: Request, slot: Slot, source: &Arc<dyn BlockSource>) -> Op
 fn read_and_reply(request: &Request, slot: &Slot, source: &dyn BlockSource) {
     // The header goes in front of the data, so the reply is one write.
     let mut reply = vec![0; SIMPLE_REPLY_HEADER + request.length as usize];
-    match source.read_at(request.offset, &mut reply[SIMPLE_REPLY_HEADER..]) {
+    let data = &mut reply[SIMPLE_REPLY_HEADER..];
+    // A source that panics is answered like one that fails: the client
+    // must not wait forever for this cookie.
+    let read = panic::catch_unwind(AssertUnwindSafe(|| source.read_at(request.offset, data)))
+        .unwrap_or_else(|_| Err(io::Error::other("the block source panicked")));
+    match read {
         Ok(()) => {
             reply[..SIMPLE_REPLY_HEADER].copy_from_slice(&simple_reply(0, request.cookie));
             slot.0.send(&reply);

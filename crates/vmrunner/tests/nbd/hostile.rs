@@ -1,6 +1,7 @@
 //! Clients that break the protocol or ask too much, written here with a
 //! raw socket: each gets a bounded answer (an error reply, or the
 //! connection closed), and the server goes on serving the next client.
+//! Also the old way in (`NBD_OPT_EXPORT_NAME`), which has no error reply.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -139,5 +140,25 @@ fn a_request_without_magic_closes_and_disc_ends_cleanly() {
     let (mut client, _, _) = open_export(server.socket(), EXPORT);
     send_request(&mut client, 2, 1, 0, 0); // NBD_CMD_DISC
     assert_closed(&mut client);
+    assert_still_serving(&server, &bytes);
+}
+
+#[test]
+fn export_name_is_answered_old_style_and_an_unknown_name_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, bytes) = server(&dir);
+    let mut client = connect(server.socket());
+    greet(&mut client, 1); // fixed newstyle, but with the 124 zeroes
+    send_option(&mut client, 1, EXPORT.as_bytes());
+    assert_eq!(read_u64(&mut client), SIZE as u64);
+    assert_eq!(read_u16(&mut client) & 0b11, 0b11, "HAS_FLAGS | READ_ONLY");
+    let mut zeroes = [0xff; 124];
+    std::io::Read::read_exact(&mut client, &mut zeroes).unwrap();
+    assert_eq!(zeroes, [0; 124]);
+    assert_eq!(read_export(&mut client, 1, 512, 512), bytes[512..1024]);
+    let mut stranger = connect(server.socket());
+    greet(&mut stranger, 3);
+    send_option(&mut stranger, 1, b"other");
+    assert_closed(&mut stranger);
     assert_still_serving(&server, &bytes);
 }
