@@ -50,12 +50,15 @@
 //!   [`RunningVm::stop`];
 //! - `qmp.rs`: the QMP client;
 //! - [`spawner`]: QEMU spawned so that it never outlives us;
-//! - `leftovers.rs`: [`cleanup_leftovers`] and its [`Cleanup`] report.
+//! - `leftovers.rs`: [`cleanup_leftovers`] and its [`Cleanup`] report;
+//! - [`nbd`]: a read-only NBD server in our process, so QEMU can read a
+//!   disk that is still downloading.
 
 mod args;
 mod disk;
 mod error;
 mod leftovers;
+pub mod nbd;
 mod qmp;
 mod running;
 pub mod spawner;
