@@ -9,14 +9,23 @@ use serde_json::json;
 use vmnetx::bus::KubevirtBus;
 
 use crate::spec::{Accel, VmSpec};
-use crate::workdir::{OVERLAY, PIDFILE, QMP_SOCKET};
+use crate::workdir::{NBD_EXPORT, OVERLAY, PIDFILE, QMP_SOCKET};
+
+/// Where QEMU reads the base disk's bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum BaseFile<'a> {
+    /// A qcow2 file (canonical path).
+    File(&'a Path),
+    /// Our NBD server's socket (a served disk).
+    Nbd(&'a Path),
+}
 
 /// VNC displays QEMU may take (ports 5900 to 5999).
 const VNC_DISPLAYS: (u16, u16) = (0, 99);
 
 /// QEMU's arguments for `spec` (paths absolute, the work directory
-/// canonical).
-pub fn qemu_args(spec: &VmSpec, accel: Accel, disk: &Path, work_dir: &Path) -> Vec<OsString> {
+/// canonical), its base disk read from `base`.
+pub fn qemu_args(spec: &VmSpec, accel: Accel, base: BaseFile, work_dir: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-name", "olive2022-vm", "-nodefaults", "-no-user-config"]);
@@ -37,6 +46,15 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, disk: &Path, work_dir: &Path) -> V
     push(&["-device", "usb-tablet,bus=xhci0.0"]);
     // The cached image read-only, its own backing link cut; the overlay on
     // top takes every write.
+    let base_file = match base {
+        BaseFile::File(disk) => json!({ "driver": "file", "filename": disk, "read-only": true }),
+        BaseFile::Nbd(socket) => json!({
+            "driver": "nbd",
+            "server": { "type": "unix", "path": socket },
+            "export": NBD_EXPORT,
+            "read-only": true,
+        }),
+    };
     let blockdev = json!({
         "driver": "qcow2",
         "node-name": "disk0",
@@ -46,11 +64,18 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, disk: &Path, work_dir: &Path) -> V
             "node-name": "base0",
             "read-only": true,
             "backing": null,
-            "file": { "driver": "file", "filename": disk, "read-only": true },
+            "file": base_file,
         },
     });
     push(&["-blockdev", &blockdev.to_string()]);
-    let device = "drive=disk0,id=vmdisk,bootindex=1";
+    // A served disk's read fails while its bytes cannot be fetched: the
+    // guest is paused rather than shown an I/O error, and resumed once
+    // they flow (the default, `report`, broke guests and hung `quit`).
+    let device = match base {
+        BaseFile::File(_) => "drive=disk0,id=vmdisk,bootindex=1".to_owned(),
+        BaseFile::Nbd(_) => "drive=disk0,id=vmdisk,bootindex=1,rerror=stop,werror=stop".to_owned(),
+    };
+    let device = device.as_str();
     match spec.bus {
         KubevirtBus::Virtio => push(&["-device", &format!("virtio-blk-pci,{device}")]),
         KubevirtBus::Sata => push(&[
@@ -107,7 +132,7 @@ mod tests {
         qemu_args(
             &spec,
             Accel::Tcg,
-            Path::new("/cache/a,b/disk.qcow2"),
+            BaseFile::File(Path::new("/cache/a,b/disk.qcow2")),
             Path::new("/run/vm,1"),
         )
         .into_iter()
@@ -173,5 +198,36 @@ mod tests {
         );
         assert_eq!(blockdev["backing"]["read-only"], true);
         assert_eq!(blockdev["backing"]["backing"], Value::Null);
+        assert!(
+            value_after(&args, "-device")
+                .iter()
+                .all(|d| !d.contains("rerror"))
+        );
+    }
+
+    #[test]
+    fn a_served_disk_is_read_over_nbd_and_pauses_the_guest_on_errors() {
+        let spec = VmSpec::new("/d", "/w");
+        let args: Vec<String> = qemu_args(
+            &spec,
+            Accel::Tcg,
+            BaseFile::Nbd(Path::new("/run/vm,1/disk.sock")),
+            Path::new("/run/vm,1"),
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+        let blockdev: Value = serde_json::from_str(value_after(&args, "-blockdev")[0]).unwrap();
+        let file = &blockdev["backing"]["file"];
+        assert_eq!(file["driver"], "nbd");
+        assert_eq!(file["server"]["path"], "/run/vm,1/disk.sock");
+        assert_eq!(file["export"], NBD_EXPORT);
+        let devices = value_after(&args, "-device");
+        assert!(
+            devices
+                .iter()
+                .any(|d| d.starts_with("virtio-blk-pci") && d.ends_with("rerror=stop,werror=stop")),
+            "{devices:?}"
+        );
     }
 }

@@ -27,39 +27,66 @@ fn inspect_disk(disk: &Path) -> Result<PathBuf, VmError> {
         return Err(bad("not a regular file".into()));
     }
     let disk = fs::canonicalize(disk).map_err(|e| bad(format!("cannot resolve it: {e}")))?;
+    let info = image_info(&[disk.as_os_str()]).map_err(bad)?;
+    check_standalone(&info).map_err(bad)?;
+    Ok(disk)
+}
+
+/// Checks a served disk as [`check_disk`] checks a file, from its header
+/// only (`qemu-img check` would read all its metadata over the network
+/// before the VM starts); returns its virtual size. The cache entry it
+/// becomes is checked in full when a VM next starts from it.
+pub(crate) fn inspect_served(uri: &str, socket: &Path) -> Result<u64, VmError> {
+    let bad = |reason: String| VmError::Disk {
+        path: socket.to_owned(),
+        reason,
+    };
+    let info = image_info(&["-f".as_ref(), "qcow2".as_ref(), uri.as_ref()]).map_err(bad)?;
+    check_standalone(&info).map_err(bad)?;
+    info.get("virtual-size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("qemu-img info gave no virtual size".into()))
+}
+
+/// `qemu-img info -U --output=json ARGS`, parsed.
+fn image_info(args: &[&std::ffi::OsStr]) -> Result<Value, String> {
     let output = Command::new(QEMU_IMG)
         .args(["info", "-U", "--output=json"])
-        .arg(&disk)
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| missing_or_io(QEMU_IMG, QEMU_IMG_PACKAGE, e))?;
+        .map_err(|e| missing_or_io(QEMU_IMG, QEMU_IMG_PACKAGE, e).to_string())?;
     if !output.status.success() {
-        return Err(bad(format!(
+        return Err(format!(
             "not a readable disk image: {}",
             String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        ));
     }
-    let info: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| bad(format!("qemu-img info gave no JSON: {e}")))?;
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("qemu-img info gave no JSON: {e}"))
+}
+
+/// A qcow2 image standing alone (no backing file, no external data file:
+/// a pulled image must not make QEMU open host files), not marked corrupt.
+fn check_standalone(info: &Value) -> Result<(), String> {
     let format = info.get("format").and_then(Value::as_str).unwrap_or("?");
     if format != "qcow2" {
-        return Err(bad(format!("a {format} image, not qcow2")));
+        return Err(format!("a {format} image, not qcow2"));
     }
     if let Some(backing) = info.get("backing-filename").and_then(Value::as_str) {
-        return Err(bad(format!(
+        return Err(format!(
             "has a backing file ({backing:?}); a cached disk must stand alone"
-        )));
+        ));
     }
     let data = &info["format-specific"]["data"];
     if let Some(file) = data.get("data-file").and_then(Value::as_str) {
-        return Err(bad(format!(
+        return Err(format!(
             "has an external data file ({file:?}); a cached disk must stand alone"
-        )));
+        ));
     }
     if data.get("corrupt").and_then(Value::as_bool) == Some(true) {
-        return Err(bad("marked corrupt".into()));
+        return Err("marked corrupt".into());
     }
-    Ok(disk)
+    Ok(())
 }
 
 /// Checks a disk as [`start`](crate::start) does: `qemu-img info` (a qcow2 image
@@ -106,11 +133,26 @@ pub(crate) fn verify_disk(disk: &Path) -> Result<PathBuf, VmError> {
     })
 }
 
+/// `qemu-img create` of the overlay on the cached `disk`.
 pub(crate) fn create_overlay(disk: &Path, overlay: &Path) -> Result<(), VmError> {
+    let mut args: Vec<&std::ffi::OsStr> = ["-F", "qcow2", "-b"].map(AsRef::as_ref).to_vec();
+    args.push(disk.as_os_str());
+    args.push(overlay.as_os_str());
+    run_create(&args, overlay)
+}
+
+/// `qemu-img create` of an overlay of `size` bytes without a backing file
+/// in its header: QEMU's `-blockdev` graph gives it its base (a served
+/// disk has no path to name).
+pub(crate) fn create_sized_overlay(overlay: &Path, size: u64) -> Result<(), VmError> {
+    let size = size.to_string();
+    run_create(&[overlay.as_os_str(), size.as_ref()], overlay)
+}
+
+fn run_create(args: &[&std::ffi::OsStr], overlay: &Path) -> Result<(), VmError> {
     let output = Command::new(QEMU_IMG)
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(disk)
-        .arg(overlay)
+        .args(["create", "-q", "-f", "qcow2"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| missing_or_io(QEMU_IMG, QEMU_IMG_PACKAGE, e))?;

@@ -50,6 +50,9 @@ pub enum VmError {
     /// A QMP exchange failed.
     #[error("QMP: {0}")]
     Qmp(String),
+    /// The NBD server of a served disk could not start.
+    #[error(transparent)]
+    Nbd(#[from] crate::nbd::NbdError),
 }
 
 fn log_suffix(log: &str) -> String {

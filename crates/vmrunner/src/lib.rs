@@ -19,6 +19,13 @@
 //!   VMs never race for a port; QMP `query-vnc` tells which), loopback
 //!   only; no NIC unless asked, then an e1000 on user-mode NAT without host
 //!   forwards; `-sandbox on` (seccomp) with everything it can deny denied;
+//! - a disk may also be *served* ([`DiskImage::Served`]): a qcow2 image
+//!   this process holds, such as a containerDisk still downloading. QEMU
+//!   then reads it over NBD from our [`nbd`] server on a socket in the work
+//!   directory; its header is checked the same way (`qemu-img info`
+//!   through the socket), the overlay gets the image's size without a
+//!   backing file, and a failed read pauses the guest (`rerror=stop`)
+//!   until [`RunningVm::resume`] once the bytes flow again;
 //! - a QMP socket in the work directory: [`RunningVm::stop`] sends `quit`
 //!   and kills QEMU if it has not ended after a timeout, then deletes the
 //!   overlay and the other files the VM left in its work directory.
@@ -65,10 +72,10 @@ pub mod spawner;
 mod spec;
 mod workdir;
 
-pub use args::qemu_args;
+pub use args::{BaseFile, qemu_args};
 pub use disk::check_disk;
 pub use error::VmError;
 pub use leftovers::{Cleanup, cleanup_leftovers};
 pub use running::{RunningVm, start};
-pub use spec::{Accel, VmSpec, kvm_usable};
-pub use workdir::{LOG, OVERLAY, PIDFILE, QMP_SOCKET};
+pub use spec::{Accel, DiskImage, VmSpec, kvm_usable};
+pub use workdir::{LOG, NBD_EXPORT, NBD_SOCKET, OVERLAY, PIDFILE, QMP_SOCKET};

@@ -8,20 +8,22 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vmnetx::bus::KubevirtBus;
 
-use crate::args::qemu_args;
-use crate::disk::{create_overlay, verify_disk};
+use crate::args::{BaseFile, qemu_args};
+use crate::disk::{create_overlay, create_sized_overlay, inspect_served, verify_disk};
 use crate::error::{VmError, io_error, missing_or_io, read_log};
+use crate::nbd::{self, NbdServer};
 use crate::qmp::Qmp;
 use crate::spawner;
-use crate::spec::{Accel, VmSpec, check_spec};
+use crate::spec::{Accel, DiskImage, VmSpec, check_spec};
 use crate::workdir::{
-    LOG, OVERLAY, PIDFILE, QMP_SOCKET, prepare_work_dir, remove_if_present, remove_vm_files,
+    LOG, NBD_EXPORT, NBD_SOCKET, OVERLAY, PIDFILE, QMP_SOCKET, prepare_work_dir, remove_if_present,
+    remove_vm_files,
 };
 
 /// The QEMU binary.
@@ -49,29 +51,53 @@ pub struct RunningVm {
     bus: KubevirtBus,
     work_dir: PathBuf,
     qmp: Mutex<Option<Qmp>>,
+    /// The server of a served disk, stopped once QEMU has ended.
+    nbd: Option<NbdServer>,
 }
 
 /// Checks `spec` and starts its VM; see the crate documentation.
 pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
     check_spec(spec)?;
     let accel = spec.accel.resolve();
-    let disk = verify_disk(&spec.disk)?;
+    // A bad file is refused before anything is made.
+    let checked = match &spec.disk {
+        DiskImage::File(path) => Ok(verify_disk(path)?),
+        DiskImage::Served(source) => Err(source),
+    };
     let work_dir = prepare_work_dir(&spec.work_dir)?;
     let overlay = work_dir.join(OVERLAY);
     let socket = work_dir.join(QMP_SOCKET);
-    if socket.as_os_str().len() > SOCKET_PATH_MAX {
+    let nbd_socket = work_dir.join(NBD_SOCKET);
+    if socket.as_os_str().len().max(nbd_socket.as_os_str().len()) > SOCKET_PATH_MAX {
         return Err(VmError::InvalidSpec(format!(
-            "work directory {} is too long for a Unix socket path (at most {} bytes with `/{QMP_SOCKET}`)",
+            "work directory {} is too long for a Unix socket path (at most {} bytes with `/{NBD_SOCKET}`)",
             work_dir.display(),
             SOCKET_PATH_MAX
         )));
     }
-    for leftover in [OVERLAY, PIDFILE, QMP_SOCKET, LOG] {
+    for leftover in [OVERLAY, PIDFILE, QMP_SOCKET, LOG, NBD_SOCKET] {
         remove_if_present(&work_dir.join(leftover))?;
     }
-    create_overlay(&disk, &overlay)?;
+    // A served disk's server runs before QEMU, which connects at start,
+    // and lives in the RunningVm until QEMU has ended.
+    let (disk, nbd) = match checked {
+        Ok(disk) => {
+            create_overlay(&disk, &overlay)?;
+            (disk, None)
+        }
+        Err(source) => {
+            let server = NbdServer::serve(&nbd_socket, NBD_EXPORT, Arc::clone(source))?;
+            let size = inspect_served(&nbd::uri(&nbd_socket, NBD_EXPORT), &nbd_socket)?;
+            create_sized_overlay(&overlay, size)?;
+            (nbd_socket.clone(), Some(server))
+        }
+    };
+    let base = match nbd {
+        None => BaseFile::File(&disk),
+        Some(_) => BaseFile::Nbd(&disk),
+    };
     let log = File::create(work_dir.join(LOG)).map_err(io_error("creating the QEMU log"))?;
-    let args = qemu_args(spec, accel, &disk, &work_dir);
+    let args = qemu_args(spec, accel, base, &work_dir);
     let spawned = spawner::spawn_bound_to_us(QEMU, &args, |command| {
         command
             .current_dir(&work_dir)
@@ -94,6 +120,7 @@ pub fn start(spec: &VmSpec) -> Result<RunningVm, VmError> {
         bus: spec.bus,
         work_dir,
         qmp: Mutex::new(None),
+        nbd,
     };
     // From here on, dropping `vm` ends QEMU and removes its files.
     let qmp = vm.connect_qmp(&socket)?;
@@ -159,6 +186,23 @@ impl RunningVm {
         qmp.execute(command, arguments).map_err(VmError::Qmp)
     }
 
+    /// QEMU's run state (`query-status`): `running`, `paused`, `io-error`
+    /// (paused by a failed read of a served disk), …
+    pub fn run_state(&self) -> Result<String, VmError> {
+        let status = self.qmp("query-status", None)?;
+        Ok(status
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+
+    /// Resumes a paused guest (QMP `cont`); QEMU retries the request that
+    /// failed.
+    pub fn resume(&self) -> Result<(), VmError> {
+        self.qmp("cont", None).map(drop)
+    }
+
     /// Runs a human monitor command through QMP; returns its output.
     pub fn human_monitor_command(&self, command: &str) -> Result<String, VmError> {
         let value = self.qmp(
@@ -203,6 +247,9 @@ impl RunningVm {
                 .map_err(io_error(format!("waiting for QEMU (pid {})", self.pid)))?;
         }
         tracing::info!(pid = self.pid, killed = !exited, "QEMU stopped");
+        if let Some(server) = self.nbd.take() {
+            server.stop();
+        }
         remove_vm_files(&self.work_dir)
     }
 

@@ -4,19 +4,57 @@
 //! options). Kept apart from starting so a spec can be built and checked
 //! without touching QEMU.
 
+use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use vmnetx::bus::KubevirtBus;
 use vmnetx::limits::{check_memory_mib, check_vcpus};
 
 use crate::error::VmError;
+use crate::nbd::BlockSource;
+
+/// The base disk a VM starts from; never modified (an overlay takes the
+/// guest's writes).
+#[derive(Clone)]
+pub enum DiskImage {
+    /// A qcow2 file (a cached containerDisk), checked in full before QEMU
+    /// starts.
+    File(PathBuf),
+    /// A qcow2 image this process serves, such as a disk still
+    /// downloading: QEMU reads it over NBD from a socket in the work
+    /// directory, and pauses the guest when a read fails (`rerror=stop`)
+    /// until [`RunningVm::resume`](crate::RunningVm::resume).
+    Served(Arc<dyn BlockSource>),
+}
+
+impl fmt::Debug for DiskImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskImage::File(path) => f.debug_tuple("File").field(path).finish(),
+            DiskImage::Served(source) => write!(f, "Served({} bytes)", source.size()),
+        }
+    }
+}
+
+impl PartialEq for DiskImage {
+    fn eq(&self, other: &DiskImage) -> bool {
+        match (self, other) {
+            (DiskImage::File(a), DiskImage::File(b)) => a == b,
+            (DiskImage::Served(a), DiskImage::Served(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for DiskImage {}
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
-    /// The cached qcow2 disk; opened read-only, never modified.
-    pub disk: PathBuf,
+    /// The base disk.
+    pub disk: DiskImage,
     /// vCPUs (within [`vmnetx::limits`]).
     pub vcpus: u32,
     /// Memory in MiB (within [`vmnetx::limits`], and no more than the
@@ -40,7 +78,7 @@ impl VmSpec {
     /// A VM of `disk` in `work_dir`: 1 vCPU, 256 MiB, virtio, no network.
     pub fn new(disk: impl Into<PathBuf>, work_dir: impl Into<PathBuf>) -> VmSpec {
         VmSpec {
-            disk: disk.into(),
+            disk: DiskImage::File(disk.into()),
             vcpus: 1,
             memory_mib: 256,
             bus: KubevirtBus::Virtio,

@@ -18,6 +18,10 @@ pub const PIDFILE: &str = "qemu.pid";
 pub const QMP_SOCKET: &str = "qmp.sock";
 /// QEMU's standard error, kept to explain a failed start.
 pub const LOG: &str = "qemu.log";
+/// The socket a served disk's NBD server listens on.
+pub const NBD_SOCKET: &str = "disk.sock";
+/// The export name of a served disk.
+pub const NBD_EXPORT: &str = "disk";
 
 pub(crate) fn prepare_work_dir(dir: &Path) -> Result<PathBuf, VmError> {
     match fs::DirBuilder::new()
@@ -42,7 +46,7 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), VmError> {
 /// Removes the files a VM keeps in its work directory.
 pub(crate) fn remove_vm_files(work_dir: &Path) -> Result<(), VmError> {
     let mut first = Ok(());
-    for name in [OVERLAY, PIDFILE, QMP_SOCKET, LOG] {
+    for name in [OVERLAY, PIDFILE, QMP_SOCKET, LOG, NBD_SOCKET] {
         if let Err(error) = remove_if_present(&work_dir.join(name))
             && first.is_ok()
         {

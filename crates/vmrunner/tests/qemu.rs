@@ -547,7 +547,7 @@ fn leftovers_of_an_earlier_run_are_cleaned_up() {
     let args = vmrunner::qemu_args(
         &spec(&disk, &quitting, "virtio"),
         Accel::Tcg,
-        &disk,
+        vmrunner::BaseFile::File(&disk),
         &quitting,
     );
     let mut orphan = Command::new("qemu-system-x86_64")
@@ -623,4 +623,91 @@ fn check_disk_accepts_a_good_disk_and_names_a_missing_one() {
 
 fn tree_is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
+/// A disk served from memory whose reads of the boot sector's bytes fail
+/// while `failing` is set, as a lazily pulled disk's do while its registry
+/// is away.
+struct FlakyDisk {
+    bytes: Vec<u8>,
+    boot_sector_at: u64,
+    failing: std::sync::atomic::AtomicBool,
+    failed_reads: std::sync::atomic::AtomicU64,
+}
+
+impl vmrunner::nbd::BlockSource for FlakyDisk {
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let end = offset + buf.len() as u64;
+        let covers_boot_sector = offset <= self.boot_sector_at && self.boot_sector_at < end;
+        if covers_boot_sector && self.failing.load(Ordering::SeqCst) {
+            self.failed_reads.fetch_add(1, Ordering::SeqCst);
+            return Err(std::io::Error::other("the registry is away"));
+        }
+        buf.copy_from_slice(&self.bytes[offset as usize..end as usize]);
+        Ok(())
+    }
+}
+
+fn wait_for_state(vm: &RunningVm, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = vm.run_state().unwrap();
+        if now == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "run state {now}, not {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_served_disk_boots_over_nbd_and_a_failed_read_pauses_the_guest_until_resumed() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(boot_disk(dir.path())).unwrap();
+    let code = &boot_sector()[..8];
+    let boot_sector_at = bytes.windows(code.len()).position(|w| w == code).unwrap() as u64;
+    let disk = Arc::new(FlakyDisk {
+        bytes,
+        boot_sector_at,
+        failing: true.into(),
+        failed_reads: 0.into(),
+    });
+    let work_dir = dir.path().join("vm");
+    let spec = VmSpec {
+        disk: vmrunner::DiskImage::Served(disk.clone()),
+        ..spec(Path::new("/unused"), &work_dir, "virtio")
+    };
+    let mut vm = start(&spec).unwrap();
+    // The firmware's read of the boot sector fails: the guest is paused,
+    // not shown an error.
+    wait_for_state(&vm, "io-error");
+    assert!(disk.failed_reads.load(Ordering::SeqCst) >= 1);
+    assert!(!screen_text(&vm, dir.path()).contains(MESSAGE));
+
+    disk.failing.store(false, Ordering::SeqCst);
+    vm.resume().unwrap();
+    wait_for_text(&vm, dir.path(), MESSAGE);
+    assert_eq!(vm.run_state().unwrap(), "running");
+    // The socket is QEMU's and ours alone.
+    let socket = work_dir.join(vmrunner::NBD_SOCKET);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    vm.stop().unwrap();
+    assert!(!socket.exists(), "the NBD socket outlived the VM");
+    assert!(
+        tree_is_empty(&work_dir),
+        "files left in {}",
+        work_dir.display()
+    );
 }
