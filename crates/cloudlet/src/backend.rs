@@ -14,6 +14,8 @@
 
 use std::net::Ipv4Addr;
 
+use sinfonia::deployment::DiskProgress;
+
 use crate::spec::DeploymentSpec;
 
 /// Starts and stops deployments and manages the clients' tunnel peers.
@@ -42,6 +44,19 @@ pub trait Backend: Send + Sync + 'static {
     /// Drops the client's `address` from the tunnel (and the peer when it
     /// has no address left). Errors are logged.
     fn remove_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError>;
+
+    /// How far the download of the deployment's disk is while its VM runs
+    /// ahead of it (a lazy pull); `None` once there is nothing to wait for.
+    fn disk_progress(&self, _running: &Self::Running) -> Option<DiskProgress> {
+        None
+    }
+
+    /// Why the deployment cannot go on, when its VM was stopped under it
+    /// (its disk failed its check). The registry then tears it down and
+    /// answers the client's next deploy with this reason.
+    fn failure(&self, _running: &Self::Running) -> Option<String> {
+        None
+    }
 
     /// The backend's figures for `/metrics`, read when Prometheus scrapes.
     /// May touch the disk (the image cache's size); called off the async

@@ -28,6 +28,9 @@
 //!   before the HTTP library reads it;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
 //!   and clients on the user-space WireGuard server (`tunnel`);
+//! - `lazy_vm`: a VM running ahead of its disk's download
+//!   (`containerdisk::lazy`): the disk served over NBD, the guest resumed
+//!   when the bytes flow again, stopped when the download fails its check;
 //! - [`data_dir`]: the data and cache directories and the WireGuard key;
 //! - [`reporter`]: reports to Sinfonia tier 1s ([`reporter::Federation`]),
 //!   with backoff, bearer token and a goodbye on stop;
@@ -50,6 +53,7 @@ pub mod backend;
 pub mod config;
 pub mod data_dir;
 pub mod federation;
+mod lazy_vm;
 pub mod listener;
 pub mod local;
 pub mod metrics;

@@ -10,16 +10,19 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use containerdisk::auth::Credentials;
-use containerdisk::pull::{DiskSource, FetchOptions, evict_lru, fetch_disk_with};
-use containerdisk::registry::{NoProgress, RegistryOptions};
+use containerdisk::lazy::{LazyMode, LazyOptions, LazyPool, Started};
+use containerdisk::pull::{DiskSource, FetchOptions, evict_lru, remove_partials};
+use containerdisk::registry::RegistryOptions;
+use sinfonia::deployment::DiskProgress;
 use sinfonia::vmi::{VNC_PORT, VNC_SERVICE};
 use tunnel::server::{PeerConfig, ServerHandle, Service};
-use vmrunner::{Accel, RunningVm, VmSpec};
+use vmrunner::{Accel, DiskImage, RunningVm, VmSpec};
 
 use crate::backend::{Backend, BackendError, BackendStats};
+use crate::lazy_vm::{LazyWatch, ServedLayer};
 use crate::spec::DeploymentSpec;
 
 /// The address the VNC service has inside every client's tunnel; clients
@@ -48,12 +51,19 @@ pub struct LocalBackend {
     disks_in_use: Mutex<HashMap<PathBuf, usize>>,
     /// CA certificates (PEM) trusted for registries besides the system's.
     registry_ca: Option<PathBuf>,
+    /// When VMs start before their disk is downloaded, and from what size.
+    lazy: (LazyMode, u64),
+    /// The pulls, full and lazy; made at the first deploy, once the
+    /// options are final.
+    pool: OnceLock<LazyPool>,
 }
 
-/// A running deployment: its VM, and the cached disk under it.
+/// A running deployment: its VM, the cached disk under it, and the watch
+/// over its download when it runs ahead of it.
 pub struct LocalDeployment {
-    vm: Mutex<RunningVm>,
+    vm: Arc<Mutex<RunningVm>>,
     disk: PathBuf,
+    lazy: Option<LazyWatch>,
 }
 
 impl LocalBackend {
@@ -82,6 +92,33 @@ impl LocalBackend {
             cache_max_bytes: 0,
             disks_in_use: Mutex::new(HashMap::new()),
             registry_ca: None,
+            lazy: (LazyMode::Never, containerdisk::lazy::DEFAULT_THRESHOLD),
+            pool: OnceLock::new(),
+        })
+    }
+
+    /// The same backend starting VMs before their disk is downloaded as
+    /// `mode` says, `auto` from `threshold` bytes on
+    /// (`containerdisk::lazy`); by default it never does.
+    pub fn with_lazy_pull(mut self, mode: LazyMode, threshold: u64) -> LocalBackend {
+        self.lazy = (mode, threshold);
+        self
+    }
+
+    fn pool(&self) -> &LazyPool {
+        self.pool.get_or_init(|| {
+            let fetch = FetchOptions {
+                registry: RegistryOptions {
+                    ca_file: self.registry_ca.clone(),
+                    ..RegistryOptions::default()
+                },
+                ..FetchOptions::default()
+            };
+            let options = LazyOptions {
+                threshold: self.lazy.1,
+                ..LazyOptions::default()
+            };
+            LazyPool::new(&self.cache_dir, fetch, options, self.lazy.0)
         })
     }
 
@@ -157,6 +194,10 @@ impl Backend for LocalBackend {
         for error in &cleanup.errors {
             tracing::warn!(%error, "cleaning up after the previous run");
         }
+        let partials = remove_partials(&self.cache_dir);
+        if partials > 0 {
+            tracing::info!(partials, "removed unfinished pulls of the previous run");
+        }
         Ok(())
     }
 
@@ -171,15 +212,7 @@ impl Backend for LocalBackend {
         let deployment = spec.name.as_str();
         tracing::info!(deployment, image = %source, "pulling the disk image");
         let pulling = std::time::Instant::now();
-        let options = FetchOptions {
-            registry: RegistryOptions {
-                ca_file: self.registry_ca.clone(),
-                ..RegistryOptions::default()
-            },
-            ..FetchOptions::default()
-        };
-        let fetched = fetch_disk_with(&source, &self.cache_dir, &options, &mut NoProgress);
-        let disk = fetched.map_err(|e| {
+        let started = self.pool().start(&source).map_err(|e| {
             if is_disk_full(&e) {
                 // Nothing partial stays: the pull's temporary directory is
                 // removed with it.
@@ -191,24 +224,41 @@ impl Backend for LocalBackend {
             }
         })?;
         let seconds = pulling.elapsed().as_secs_f64();
-        if !disk.cache_hit {
-            lock(&self.pulls).push(seconds);
-        }
-        self.enforce_cache_limit(Some(&disk.path));
-        tracing::info!(
-            deployment,
-            image = %source,
-            digest = %disk.digest,
-            bytes = disk.size,
-            seconds,
-            mib_per_second = disk.size as f64 / (1 << 20) as f64 / seconds.max(1e-3),
-            cache_hit = disk.cache_hit,
-            "disk image ready"
-        );
+        let (disk_image, disk_path, lazy_disk) = match started {
+            Started::Cached(disk) => {
+                if !disk.cache_hit {
+                    lock(&self.pulls).push(seconds);
+                }
+                self.enforce_cache_limit(Some(&disk.path));
+                tracing::info!(
+                    deployment,
+                    image = %source,
+                    digest = %disk.digest,
+                    bytes = disk.size,
+                    seconds,
+                    mib_per_second = disk.size as f64 / (1 << 20) as f64 / seconds.max(1e-3),
+                    cache_hit = disk.cache_hit,
+                    "disk image ready"
+                );
+                (DiskImage::File(disk.path.clone()), disk.path, None)
+            }
+            Started::Lazy(disk) => {
+                tracing::info!(
+                    deployment,
+                    image = %source,
+                    layer = %disk.layer(),
+                    bytes = disk.size(),
+                    seconds,
+                    "disk image served while it downloads"
+                );
+                let served = DiskImage::Served(Arc::new(ServedLayer(Arc::clone(&disk))));
+                (served, PathBuf::new(), Some(disk))
+            }
+        };
         let values = &spec.settings.values;
         let machine = values.machine.as_ref();
         let vm_spec = VmSpec {
-            disk: disk.path.clone(),
+            disk: disk_image,
             vcpus: spec.settings.cpus,
             memory_mib: spec.settings.memory_bytes.div_ceil(1 << 20),
             bus: values.container_disk.bus,
@@ -239,17 +289,29 @@ impl Backend for LocalBackend {
                 target: vm.vnc(),
             }],
         };
+        let vm = Arc::new(Mutex::new(vm));
+        let lazy = match lazy_disk {
+            Some(disk) => Some(
+                LazyWatch::start(deployment, disk, Arc::clone(&vm))
+                    .map_err(|e| BackendError::failed(format!("cannot watch the VM: {e}")))?,
+            ),
+            None => None,
+        };
         self.services().insert(spec.client_address, peer);
         *lock(&self.disks_in_use)
-            .entry(disk.path.clone())
+            .entry(disk_path.clone())
             .or_insert(0) += 1;
         Ok(LocalDeployment {
-            vm: Mutex::new(vm),
-            disk: disk.path,
+            vm,
+            disk: disk_path,
+            lazy,
         })
     }
 
     fn stop(&self, running: &LocalDeployment) -> Result<(), BackendError> {
+        if let Some(watch) = &running.lazy {
+            watch.stop();
+        }
         let mut vm = running
             .vm
             .lock()
@@ -268,6 +330,14 @@ impl Backend for LocalBackend {
         }
         self.enforce_cache_limit(None);
         stopped
+    }
+
+    fn disk_progress(&self, running: &LocalDeployment) -> Option<DiskProgress> {
+        running.lazy.as_ref().map(LazyWatch::progress)
+    }
+
+    fn failure(&self, running: &LocalDeployment) -> Option<String> {
+        running.lazy.as_ref().and_then(LazyWatch::failure)
     }
 
     fn add_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {

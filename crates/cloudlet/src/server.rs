@@ -133,6 +133,7 @@ impl<B: Backend> App<B> {
                 address: vec![deployment.address.to_string()],
                 dns: self.config.dns(&deployment.name),
             },
+            disk: self.registry.disk_progress(deployment.uuid, deployment.key),
         }
     }
 

@@ -31,6 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use containerdisk::lazy::{DEFAULT_THRESHOLD, LazyMode};
 use serde::{Deserialize, Serialize};
 use vmrunner::Accel;
 
@@ -75,6 +76,10 @@ pub struct CloudletSettings {
     pub idle_timeout: Option<u64>,
     /// How QEMU runs the VMs.
     pub accel: Option<AccelSetting>,
+    /// When VMs start before their disk is downloaded.
+    pub lazy_pull: Option<LazyMode>,
+    /// In `auto`, the smallest image (bytes) started before its download.
+    pub lazy_threshold: Option<u64>,
     /// PEM file of CA certificates trusted for registries, besides the
     /// system's.
     pub registry_ca: Option<PathBuf>,
@@ -225,6 +230,8 @@ impl CloudletSettings {
             cache_max_bytes: self.cache_max_bytes.or(lower.cache_max_bytes),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             accel: self.accel.or(lower.accel),
+            lazy_pull: self.lazy_pull.or(lower.lazy_pull),
+            lazy_threshold: self.lazy_threshold.or(lower.lazy_threshold),
             registry_ca: self.registry_ca.or(lower.registry_ca),
             tier1_url: self.tier1_url.or(lower.tier1_url),
             public_url: self.public_url.or(lower.public_url),
@@ -274,6 +281,8 @@ impl CloudletSettings {
             data_dir,
             cache_dir,
             accel: self.accel.unwrap_or(AccelSetting::Auto).into(),
+            lazy_pull: self.lazy_pull.unwrap_or_default(),
+            lazy_threshold: self.lazy_threshold.unwrap_or(DEFAULT_THRESHOLD),
             max_vms: self.max_vms.unwrap_or(DEFAULT_MAX_VMS),
             deploy_rate: self.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
             cache_max_bytes: self.cache_max_bytes.unwrap_or(0),
@@ -303,6 +312,8 @@ impl CloudletSettings {
             cache_max_bytes: Some(config.cache_max_bytes),
             idle_timeout: Some(config.idle_timeout.as_secs()),
             accel: Some(config.accel.into()),
+            lazy_pull: Some(config.lazy_pull),
+            lazy_threshold: Some(config.lazy_threshold),
             registry_ca: config.registry_ca.as_deref().map(absolute),
             tier1_url: Some(config.reporting.tier1_urls.clone()),
             public_url: config.reporting.public_url.clone(),

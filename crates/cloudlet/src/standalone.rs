@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use containerdisk::lazy::LazyMode;
 use sinfonia::tier2::{SERVER_KEEPALIVE_SECS, TUNNEL_ADDRESS};
 use tunnel::server::{ServerConfig, TunnelServer};
 use vmrunner::Accel;
@@ -59,6 +60,10 @@ pub struct LocalCloudletConfig {
     pub deploy_rate: u32,
     /// Most bytes the image cache may hold; 0 for no limit.
     pub cache_max_bytes: u64,
+    /// When VMs start before their disk is downloaded.
+    pub lazy_pull: LazyMode,
+    /// In `auto`, the smallest image (bytes) started before its download.
+    pub lazy_threshold: u64,
     /// A VM without traffic this long is stopped.
     pub idle_timeout: Duration,
     /// PEM file of CA certificates trusted for registries, besides the
@@ -154,7 +159,8 @@ impl LocalCloudlet {
                 source,
             })?
             .with_cache_limit(config.cache_max_bytes)
-            .with_registry_ca(config.registry_ca.clone());
+            .with_registry_ca(config.registry_ca.clone())
+            .with_lazy_pull(config.lazy_pull, config.lazy_threshold);
         let public_endpoint = config
             .public_endpoint
             .clone()

@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use sinfonia::deployment::DeploymentStatus;
+use sinfonia::deployment::{DeploymentStatus, DiskProgress};
 use sinfonia::keys::short_key;
 use sinfonia::tier2::{CLIENT_NETWORK, TUNNEL_ADDRESS};
 use uuid::Uuid;
@@ -224,6 +224,8 @@ enum StopReason {
     Idle,
     /// The cloudlet is stopping.
     Shutdown,
+    /// The backend gave up on it (its disk failed its check).
+    Failed,
 }
 
 impl StopReason {
@@ -232,13 +234,22 @@ impl StopReason {
             StopReason::Released => "released by the client",
             StopReason::Idle => "idle",
             StopReason::Shutdown => "cloudlet stopping",
+            StopReason::Failed => "failed",
         }
     }
 }
 
 enum Action {
     Ready(Deployment),
-    Start { name: String, address: Ipv4Addr },
+    /// Its VM is gone for the reason given: torn down, the client told.
+    Failed {
+        name: String,
+        reason: String,
+    },
+    Start {
+        name: String,
+        address: Ipv4Addr,
+    },
     Retry,
 }
 
@@ -318,6 +329,17 @@ impl<B: Backend> Registry<B> {
                 match inner.current(&slot_key, id) {
                     None => Action::Retry,
                     Some(slot) => match slot.status {
+                        DeploymentStatus::Deployed
+                            if let Some(reason) = slot
+                                .running
+                                .as_ref()
+                                .and_then(|running| self.shared.backend.failure(running)) =>
+                        {
+                            Action::Failed {
+                                name: slot.name.clone(),
+                                reason,
+                            }
+                        }
                         DeploymentStatus::Deployed => {
                             slot.last_activity = Instant::now();
                             match inner.snapshot(&slot_key) {
@@ -343,6 +365,13 @@ impl<B: Backend> Registry<B> {
             };
             match action {
                 Action::Retry => continue,
+                Action::Failed { name, reason } => {
+                    self.tear_down(&slot_key, id, StopReason::Failed).await;
+                    return Err(DeployError::Start {
+                        name,
+                        source: BackendError::failed(reason),
+                    });
+                }
                 Action::Ready(deployment) => {
                     tracing::debug!(
                         deployment = deployment.name,
@@ -505,6 +534,13 @@ impl<B: Backend> Registry<B> {
     /// The deployment of `uuid` for `key`, if any.
     pub fn get(&self, uuid: Uuid, key: [u8; 32]) -> Option<Deployment> {
         self.lock().snapshot(&(uuid, key))
+    }
+
+    /// How far the download of a deployment's disk is, while its VM runs
+    /// ahead of it ([`Backend::disk_progress`]).
+    pub fn disk_progress(&self, uuid: Uuid, key: [u8; 32]) -> Option<DiskProgress> {
+        let running = self.lock().slots.get(&(uuid, key))?.running.clone()?;
+        self.shared.backend.disk_progress(&running)
     }
 
     /// The deployment whose client has `address`, if any.

@@ -121,6 +121,8 @@ fn a_recipe_asking_for_65_vcpus_is_refused_without_any_pull() {
         max_vms: 2,
         deploy_rate: 0,
         cache_max_bytes: 0,
+        lazy_pull: containerdisk::lazy::LazyMode::Never,
+        lazy_threshold: 0,
         idle_timeout: Duration::from_secs(600),
         registry_ca: None,
         reporting: Default::default(),

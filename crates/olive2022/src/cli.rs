@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use containerdisk::lazy::LazyMode;
 
 /// The tier-1 Sinfonia service of the original.
 pub const DEFAULT_TIER1_URL: &str = "https://cmu.findcloudlet.org";
@@ -318,6 +320,15 @@ pub struct CloudletArgs {
     /// Seconds without traffic after which a VM is stopped [default: 600].
     #[arg(long, env = "OLIVE2022_CLOUDLET_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Start a VM while its disk is still downloading, reading what it
+    /// needs first: for registry images of at least --lazy-threshold
+    /// (auto), for every registry image (always), or never [default: auto].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_LAZY_PULL", value_name = "WHEN", value_parser = lazy_modes())]
+    pub lazy_pull: Option<LazyMode>,
+    /// The smallest image `--lazy-pull auto` starts before it is downloaded
+    /// (`256M`, `1G`…) [default: 256M].
+    #[arg(long, env = "OLIVE2022_CLOUDLET_LAZY_THRESHOLD", value_name = "SIZE", value_parser = parse_size)]
+    pub lazy_threshold: Option<u64>,
     /// How QEMU runs the VMs: KVM when /dev/kvm works (auto), or always
     /// KVM, or always emulation (TCG) [default: auto].
     #[arg(long, env = "OLIVE2022_CLOUDLET_ACCEL", value_enum)]
@@ -616,6 +627,12 @@ fn parse_location(text: &str) -> Result<[f64; 2], String> {
         return Err(format!("`{text}` is not a latitude and a longitude"));
     }
     Ok([lat, lon])
+}
+
+/// `--lazy-pull`'s values, listed for completions and `--help`.
+fn lazy_modes() -> impl clap::builder::TypedValueParser<Value = LazyMode> {
+    clap::builder::PossibleValuesParser::new(LazyMode::NAMES)
+        .map(|name| name.parse::<LazyMode>().unwrap_or_default())
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

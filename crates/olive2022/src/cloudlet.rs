@@ -171,6 +171,8 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         cache_max_bytes: args.cache_max_bytes,
         idle_timeout: args.idle_timeout,
         accel: args.accel.map(Into::into),
+        lazy_pull: args.lazy_pull,
+        lazy_threshold: args.lazy_threshold,
         registry_ca: args.registry_ca.clone(),
         tier1_url: args.tier1_url.clone(),
         public_url: args.public_url.clone(),

@@ -3,31 +3,17 @@
 //! `launch` and by the original Python sinfonia-tier3 + our `stage2`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{CloudletProcess, launch_with_env, olive, text, viewer};
 use serde_json::Value;
 use testkit::registry::{TestRegistry, free_port};
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/cloudlet-test/package.nxpk";
-
-fn olive() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_olive2022"))
-}
-
-/// The test viewer: reports what it saw over RFB to `$RFB_REPORT`.
-fn viewer() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rfb-probe"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// A package of a small real disk, converted into `destination`.
 fn converted(dir: &Path, destination: &[&str]) -> PathBuf {
@@ -74,120 +60,6 @@ fn converted_as(dir: &Path, url: &str, destination: &[&str], env: &[(&str, &Path
     recipes
 }
 
-/// `olive2022 cloudlet` as a child process, stopped with Ctrl-C on drop.
-struct CloudletProcess {
-    child: Child,
-    api: String,
-    data_dir: PathBuf,
-}
-
-impl CloudletProcess {
-    fn start(recipes: &Path, data_dir: &Path, extra: &[&str]) -> CloudletProcess {
-        CloudletProcess::start_with_env(recipes, data_dir, extra, &[])
-    }
-
-    fn start_with_env(
-        recipes: &Path,
-        data_dir: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> CloudletProcess {
-        CloudletProcess::start_as(&[], recipes, data_dir, extra, env)
-    }
-
-    /// The cloudlet run through `wrapper` (a program that ends by executing
-    /// its arguments, such as `setpriv … --`), so its PID is the cloudlet's.
-    fn start_as(
-        wrapper: &[&str],
-        recipes: &Path,
-        data_dir: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> CloudletProcess {
-        let (api_port, wg_port) = (free_port(), free_port());
-        let default_cache = data_dir.join("cache");
-        let cache: &[&std::ffi::OsStr] = if extra.contains(&"--cache-dir") {
-            &[]
-        } else {
-            &["--cache-dir".as_ref(), default_cache.as_os_str()]
-        };
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(env!("CARGO_BIN_EXE_olive2022"));
-                command
-            }
-            None => olive(),
-        };
-        let child = command
-            .envs(env.iter().copied())
-            .args(["cloudlet", "--recipes", recipes.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{api_port}")])
-            .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
-            .args(["--data-dir", data_dir.to_str().unwrap()])
-            .args(cache)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let cloudlet = CloudletProcess {
-            child,
-            api: format!("http://127.0.0.1:{api_port}"),
-            data_dir: data_dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
-            assert!(Instant::now() < deadline, "the cloudlet did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cloudlet
-    }
-
-    /// What the cloudlet logged (its standard error).
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
-    }
-
-    /// QEMU processes whose work directory lies in this cloudlet's data dir.
-    fn vms(&self) -> Vec<u32> {
-        let pattern = self.data_dir.join("vms").display().to_string();
-        let output = Command::new("pgrep")
-            .args(["-f", &format!("qemu-system.*{pattern}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.trim().parse().ok())
-            .collect()
-    }
-
-    fn interrupt(&mut self) {
-        if self.child.try_wait().unwrap().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for CloudletProcess {
-    fn drop(&mut self) {
-        self.interrupt();
-    }
-}
-
 /// `launch` with the test viewer and its own key cache; the viewer's report.
 fn launch(api: &str, cache: &Path) -> (Output, Option<Value>) {
     launch_url(api, URL, cache)
@@ -213,39 +85,6 @@ fn http_status(method: &str, url: &str) -> String {
 /// [`launch`] of the VM of `url`.
 fn launch_url(api: &str, url: &str, cache: &Path) -> (Output, Option<Value>) {
     launch_with_env(api, url, cache, &[])
-}
-
-/// [`launch_url`] with more environment variables.
-fn launch_with_env(
-    api: &str,
-    url: &str,
-    cache: &Path,
-    env: &[(&str, &str)],
-) -> (Output, Option<Value>) {
-    let report = cache.join("report.json");
-    let _ = std::fs::remove_file(&report);
-    let output = olive()
-        .args([
-            "launch",
-            "--timeout",
-            "60",
-            "--tier1-url",
-            api,
-            "--viewer",
-            viewer().to_str().unwrap(),
-            url,
-        ])
-        .env("XDG_CACHE_HOME", cache)
-        .env("RFB_REPORT", &report)
-        .env_remove("OLIVE2022_VIEWER")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let report = std::fs::read_to_string(&report)
-        .ok()
-        .map(|text| serde_json::from_str(&text).unwrap());
-    (output, report)
 }
 
 fn deployment_name(output: &Output) -> String {

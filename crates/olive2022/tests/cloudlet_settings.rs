@@ -90,6 +90,8 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
     assert_eq!(string(&settings, "geoip-db"), geoip.to_str().unwrap());
     // Defaults.
     assert_eq!(string(&settings, "accel"), "auto");
+    assert_eq!(string(&settings, "lazy-pull"), "auto");
+    assert_eq!(settings["lazy-threshold"].as_integer(), Some(256 << 20));
     let data = home.path().join("data/olive2022/cloudlet");
     let cache = home.path().join("cache/olive2022/cloudlet");
     assert_eq!(string(&settings, "data-dir"), data.to_str().unwrap());
@@ -120,6 +122,8 @@ fn without_a_file_every_key_has_its_default() {
             "deploy-rate",
             "forward-timeout",
             "idle-timeout",
+            "lazy-pull",
+            "lazy-threshold",
             "listen",
             "local-network",
             "location",
@@ -292,4 +296,43 @@ fn a_bad_settings_file_is_refused_with_its_name_and_line() {
     let comment = format!("# {}\n", "x".repeat(1000));
     std::fs::write(&file, comment.repeat(70)).unwrap();
     assert_refused(home.path(), &file, &[name, "larger than 65536 bytes"]);
+}
+
+#[test]
+fn lazy_pulls_are_set_by_flag_variable_or_file_and_bad_modes_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("cloudlet.toml");
+    std::fs::write(&file, "lazy-pull = \"always\"\nlazy-threshold = 1024\n").unwrap();
+    let config = file.to_str().unwrap();
+    let from_file = printed(&cloudlet(
+        home.path(),
+        &["--print-config", "--config", config],
+        &[],
+    ));
+    assert_eq!(string(&from_file, "lazy-pull"), "always");
+    assert_eq!(from_file["lazy-threshold"].as_integer(), Some(1024));
+    let overridden = printed(&cloudlet(
+        home.path(),
+        &[
+            "--print-config",
+            "--config",
+            config,
+            "--lazy-threshold",
+            "1G",
+        ],
+        &[("OLIVE2022_CLOUDLET_LAZY_PULL", "never")],
+    ));
+    assert_eq!(string(&overridden, "lazy-pull"), "never");
+    assert_eq!(overridden["lazy-threshold"].as_integer(), Some(1 << 30));
+    let refused = cloudlet(
+        home.path(),
+        &["--print-config", "--lazy-pull", "sometimes"],
+        &[],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("auto, always, never"), "{stderr}");
+    std::fs::write(&file, "lazy-pull = \"sometimes\"\n").unwrap();
+    let bad_file = cloudlet(home.path(), &["--print-config", "--config", config], &[]);
+    assert!(!bad_file.status.success());
 }

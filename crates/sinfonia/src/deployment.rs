@@ -95,6 +95,24 @@ pub struct Deployment {
     /// `TunnelConfig`: how the client reaches the deployment.
     #[serde(rename = "TunnelConfig")]
     pub tunnel_config: TunnelConfig,
+    /// `Disk`: our extension, present while the VM's disk is still being
+    /// downloaded behind it (a lazy pull); Sinfonia's clients ignore it.
+    #[serde(rename = "Disk", default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskProgress>,
+}
+
+/// How far the download of a deployment's disk is (`Disk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskProgress {
+    /// `downloading`, `verifying`, `complete` or `failed`.
+    pub state: String,
+    /// Bytes of the image's layer present on the cloudlet.
+    pub bytes: u64,
+    /// The layer's size.
+    pub total: u64,
+    /// Why the download is stalled or failed, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The WireGuard settings of a deployment, in the order Sinfonia writes
@@ -137,6 +155,7 @@ mod tests {
                 address: vec!["10.5.0.2".into()],
                 dns: vec![],
             },
+            disk: None,
         };
         let json = serde_json::to_value(&deployment).unwrap();
         let keys: Vec<&str> = json

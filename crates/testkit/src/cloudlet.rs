@@ -1107,6 +1107,7 @@ fn deployment_json(
                 "cluster.local".to_owned(),
             ],
         },
+        disk: None,
     };
     serde_json::to_string(&[deployment]).unwrap()
 }

@@ -48,7 +48,8 @@ pub use self::disk::{LazyDisk, LazyProgress, LazyState};
 pub use self::pool::{LazyPool, Started};
 
 /// When a cloudlet starts VMs before their disk is downloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LazyMode {
     /// For registry images of at least [`LazyOptions::threshold`] bytes.
     #[default]

@@ -91,6 +91,27 @@ pub(crate) fn touch(entry_dir: &Path) {
     }
 }
 
+/// The name prefix of [`Partial`] directories.
+const PARTIAL_PREFIX: &str = ".partial-";
+
+/// Removes the temporary directories pulls left in `cache_dir` when their
+/// process was killed (call it before any pull starts); returns how many.
+pub fn remove_partials(cache_dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(PARTIAL_PREFIX)
+        })
+        .filter(|entry| fs::remove_dir_all(entry.path()).is_ok())
+        .count()
+}
+
 /// A temporary directory in the cache that a disk is extracted into;
 /// removed unless installed.
 pub(crate) struct Partial {
@@ -106,7 +127,7 @@ impl Partial {
             cache_dir.display()
         )))?;
         let dir = tempfile::Builder::new()
-            .prefix(".partial-")
+            .prefix(PARTIAL_PREFIX)
             .tempdir_in(cache_dir)
             .map_err(io_error(format!(
                 "creating a temporary directory in {}",

@@ -58,7 +58,7 @@ use crate::manifest::{Descriptor, TAR_LAYERS};
 use crate::registry::{PushProgress, Registry, RegistryOptions};
 use crate::source::ImageSource;
 
-pub use self::cache::{CachedDisk, DISK_FILE, META_FILE};
+pub use self::cache::{CachedDisk, DISK_FILE, META_FILE, remove_partials};
 pub use self::disk_source::DiskSource;
 pub use self::evict::{Eviction, cache_bytes, evict_lru};
 pub use crate::pull_error::PullError;

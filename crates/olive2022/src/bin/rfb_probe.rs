@@ -8,7 +8,10 @@
 //! fraction of pure red pixels, and the argument it was given. With
 //! `RFB_CONNECTIONS=N` it first opens N-1 extra connections at once and
 //! reads their banners (several connections through one tunnel), then
-//! closes them and runs the session on a new one.
+//! closes them and runs the session on a new one. With
+//! `RFB_WAIT_RGB=R,G,B` it keeps asking for updates until at least
+//! `RFB_WAIT_PIXELS` (default 1000) pixels have that colour, for at most
+//! `RFB_WAIT_SECONDS` (default 60), and reports how many it saw and when.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,6 +71,7 @@ fn session(address: &str) -> Result<Value, rfb::RfbError> {
     client.use_raw()?;
     client.request_update(false)?;
     let update = client.wait_for_update(TIMEOUT)?;
+    let waited = wait_for_colour(address)?;
     let server = client.server();
     let screen = client.screen();
     let red = screen
@@ -85,7 +89,62 @@ fn session(address: &str) -> Result<Value, rfb::RfbError> {
         "encoding": first.map(|r| r.encoding),
         "rect": first.map(|r| [r.x, r.y, r.width, r.height]),
         "red_fraction": red as f64 / total as f64,
+        "wait": waited,
     }))
+}
+
+/// With `RFB_WAIT_RGB`: looks again, on a new connection each second
+/// (a guest that switches video modes changes the screen's size, which a
+/// Raw-only session cannot follow), until enough pixels have that colour
+/// or the time is up; how many did, and after how long.
+fn wait_for_colour(address: &str) -> Result<Value, rfb::RfbError> {
+    let Some(rgb) = std::env::var("RFB_WAIT_RGB")
+        .ok()
+        .and_then(|text| parse_rgb(&text))
+    else {
+        return Ok(Value::Null);
+    };
+    let wanted: usize = env_number("RFB_WAIT_PIXELS", 1000);
+    let limit = Duration::from_secs(env_number("RFB_WAIT_SECONDS", 60));
+    let started = Instant::now();
+    loop {
+        let stream = connect_tcp(address, Instant::now() + TIMEOUT)?;
+        let mut client = Client::connect(stream)?;
+        client.use_raw()?;
+        client.request_update(false)?;
+        client.wait_for_update(TIMEOUT)?;
+        let pixels = client
+            .screen()
+            .pixels()
+            .filter(|pixel| *pixel == rgb)
+            .count();
+        if pixels >= wanted || started.elapsed() >= limit {
+            return Ok(json!({
+                "rgb": rgb,
+                "pixels": pixels,
+                "width": client.server().width,
+                "height": client.server().height,
+                "seconds": started.elapsed().as_secs_f64(),
+            }));
+        }
+        drop(client);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn parse_rgb(text: &str) -> Option<[u8; 3]> {
+    let parts: Vec<u8> = text
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    parts.try_into().ok()
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
 }
 
 /// An error with its causes, one after the other.

@@ -2,10 +2,14 @@
 //! output as text, and a small real VM converted into an OCI layout for a
 //! cloudlet to serve. (Each test file is its own crate and uses part of
 //! it; `dead_code` is allowed for the rest.)
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
+
+mod cloudlet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+pub use self::cloudlet::{CloudletProcess, launch_with_env, viewer};
 
 /// `olive2022`, the binary under test.
 pub fn olive() -> Command {
