@@ -9,10 +9,10 @@
 # usage: bench/cloudlet.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 cargo build --release --quiet -p olive2022
 olive=$PWD/target/release/olive2022
 work=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # A registry on loopback.
 reg=127.0.0.1:$(port)

@@ -13,6 +13,7 @@
 # usage: [OLIVE=path/to/olive2022] [SINFONIA_VENV=dir] [N=20] bench/federation.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 if [ -z "${OLIVE:-}" ]; then
     cargo build --release --quiet -p olive2022
     OLIVE=$PWD/target/release/olive2022
@@ -21,21 +22,10 @@ n=${N:-20}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-    # Ctrl-C first (our cloudlets stop their VMs); Sinfonia's tier 1 (a
-    # Flask server) may ignore it, so whatever is left after 20 s is killed.
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for _ in $(seq 200); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_pids "${pids[@]}"
     rm -rf "$work"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 200); do curl -s "$1" >/dev/null && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 key() { python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))'; }
 

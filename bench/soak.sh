@@ -16,6 +16,7 @@
 #        OLIVE2022=path/to/olive2022 bench/soak.sh …  (skip the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds=${1:-600}
 clients=${2:-20}
 if [ -z "${OLIVE2022:-}" ]; then
@@ -24,7 +25,6 @@ if [ -z "${OLIVE2022:-}" ]; then
 fi
 olive=$OLIVE2022
 work=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cloudlet=
 loops=()
 cleanup() {

@@ -3,7 +3,10 @@
 //!
 //! A deployment's disk is pulled once into a cache keyed by digest (from a
 //! registry, or an OCI layout for `oci:` repositories), and every VM runs
-//! from a throw-away overlay over it. The VM's VNC server listens on
+//! from a throw-away overlay over it. A big registry image may instead be
+//! served to its VM while it downloads (`--lazy-pull`,
+//! `containerdisk::lazy`); `crate::lazy_vm` keeps such a VM in step with
+//! its download. The VM's VNC server listens on
 //! loopback only; the tunnel shows it to its client, and to no one else, as
 //! `vmi-vnc.<deployment>.svc.cluster.local:5900`.
 
@@ -58,11 +61,12 @@ pub struct LocalBackend {
     pool: OnceLock<LazyPool>,
 }
 
-/// A running deployment: its VM, the cached disk under it, and the watch
-/// over its download when it runs ahead of it.
+/// A running deployment: its VM, the cached disk under it, or the watch
+/// over its download when it runs ahead of it (its disk is read through
+/// the lazy pull, which eviction cannot touch).
 pub struct LocalDeployment {
     vm: Arc<Mutex<RunningVm>>,
-    disk: PathBuf,
+    disk: Option<PathBuf>,
     lazy: Option<LazyWatch>,
 }
 
@@ -174,6 +178,51 @@ impl LocalBackend {
         }
     }
 
+    /// Makes the deployment's disk available (cached, pulled, or served
+    /// while it downloads), with its log events and pull time.
+    fn pull(&self, deployment: &str, source: &DiskSource) -> Result<Started, BackendError> {
+        let pulling = std::time::Instant::now();
+        let started = self.pool().start(source).map_err(|e| {
+            if is_disk_full(&e) {
+                // Nothing partial stays: the pull's temporary directory is
+                // removed with it.
+                tracing::warn!(deployment, image = %source, error = %e, "pull failed: the image cache's disk is full");
+                BackendError::unavailable(format!("the image cache is full: {e}"))
+            } else {
+                tracing::warn!(deployment, image = %source, error = %e, "pull failed");
+                BackendError::failed(format!("cannot fetch the disk image: {e}"))
+            }
+        })?;
+        let seconds = pulling.elapsed().as_secs_f64();
+        match &started {
+            Started::Cached(disk) => {
+                if !disk.cache_hit {
+                    lock(&self.pulls).push(seconds);
+                }
+                self.enforce_cache_limit(Some(&disk.path));
+                tracing::info!(
+                    deployment,
+                    image = %source,
+                    digest = %disk.digest,
+                    bytes = disk.size,
+                    seconds,
+                    mib_per_second = disk.size as f64 / (1 << 20) as f64 / seconds.max(1e-3),
+                    cache_hit = disk.cache_hit,
+                    "disk image ready"
+                );
+            }
+            Started::Lazy(disk) => tracing::info!(
+                deployment,
+                image = %source,
+                layer = %disk.layer(),
+                bytes = disk.size(),
+                seconds,
+                "disk image served while it downloads"
+            ),
+        }
+        Ok(started)
+    }
+
     fn services(&self) -> std::sync::MutexGuard<'_, HashMap<Ipv4Addr, PeerConfig>> {
         self.services
             .lock()
@@ -211,48 +260,11 @@ impl Backend for LocalBackend {
         let source = Self::disk_source(spec)?;
         let deployment = spec.name.as_str();
         tracing::info!(deployment, image = %source, "pulling the disk image");
-        let pulling = std::time::Instant::now();
-        let started = self.pool().start(&source).map_err(|e| {
-            if is_disk_full(&e) {
-                // Nothing partial stays: the pull's temporary directory is
-                // removed with it.
-                tracing::warn!(deployment, image = %source, error = %e, "pull failed: the image cache's disk is full");
-                BackendError::unavailable(format!("the image cache is full: {e}"))
-            } else {
-                tracing::warn!(deployment, image = %source, error = %e, "pull failed");
-                BackendError::failed(format!("cannot fetch the disk image: {e}"))
-            }
-        })?;
-        let seconds = pulling.elapsed().as_secs_f64();
-        let (disk_image, disk_path, lazy_disk) = match started {
-            Started::Cached(disk) => {
-                if !disk.cache_hit {
-                    lock(&self.pulls).push(seconds);
-                }
-                self.enforce_cache_limit(Some(&disk.path));
-                tracing::info!(
-                    deployment,
-                    image = %source,
-                    digest = %disk.digest,
-                    bytes = disk.size,
-                    seconds,
-                    mib_per_second = disk.size as f64 / (1 << 20) as f64 / seconds.max(1e-3),
-                    cache_hit = disk.cache_hit,
-                    "disk image ready"
-                );
-                (DiskImage::File(disk.path.clone()), disk.path, None)
-            }
+        let (disk_image, cached_disk, lazy_disk) = match self.pull(deployment, &source)? {
+            Started::Cached(disk) => (DiskImage::File(disk.path.clone()), Some(disk.path), None),
             Started::Lazy(disk) => {
-                tracing::info!(
-                    deployment,
-                    image = %source,
-                    layer = %disk.layer(),
-                    bytes = disk.size(),
-                    seconds,
-                    "disk image served while it downloads"
-                );
                 let served = DiskImage::Served(Arc::new(ServedLayer(Arc::clone(&disk))));
-                (served, PathBuf::new(), Some(disk))
+                (served, None, Some(disk))
             }
         };
         let values = &spec.settings.values;
@@ -298,12 +310,12 @@ impl Backend for LocalBackend {
             None => None,
         };
         self.services().insert(spec.client_address, peer);
-        *lock(&self.disks_in_use)
-            .entry(disk_path.clone())
-            .or_insert(0) += 1;
+        if let Some(path) = &cached_disk {
+            *lock(&self.disks_in_use).entry(path.clone()).or_insert(0) += 1;
+        }
         Ok(LocalDeployment {
             vm,
-            disk: disk_path,
+            disk: cached_disk,
             lazy,
         })
     }
@@ -319,12 +331,12 @@ impl Backend for LocalBackend {
         let stopped = vm
             .stop()
             .map_err(|e| BackendError::failed(format!("cannot stop the VM: {e}")));
-        {
+        if let Some(disk) = &running.disk {
             let mut in_use = lock(&self.disks_in_use);
-            if let Some(count) = in_use.get_mut(&running.disk) {
+            if let Some(count) = in_use.get_mut(disk) {
                 *count -= 1;
                 if *count == 0 {
-                    in_use.remove(&running.disk);
+                    in_use.remove(disk);
                 }
             }
         }

@@ -248,7 +248,7 @@ fn corrupt_bytes_discard_the_copy_and_the_next_start_says_why() {
     let (server, proxy, _content) = slow_registry(8 * MIB, 4, shape);
     // Flip bytes in the middle of the layer's stored data: the registry
     // serves them as they are.
-    let layer = largest_blob(&server.storage());
+    let layer = server.largest_blob();
     let mut bytes = std::fs::read(&layer).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -380,19 +380,52 @@ fn small_images_in_auto_and_layouts_take_the_full_pull_and_an_outage_is_a_clear_
     );
 }
 
-/// The largest file under the registry's storage: the layer's data.
-fn largest_blob(storage: &Path) -> std::path::PathBuf {
-    let mut largest = (0, std::path::PathBuf::new());
-    let mut pending = vec![storage.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else if meta.len() > largest.0 {
-                largest = (meta.len(), entry.path());
-            }
+#[test]
+fn two_images_download_side_by_side_with_a_fair_share() {
+    require("docker-registry", "docker-registry");
+    let server = TestRegistry::start(None);
+    let client = Registry::new(&server.host, registry_options()).unwrap();
+    let (first, second) = (converted(24 * MIB, 7), converted(24 * MIB, 8));
+    push_converted(&client, "olive/first", "v1", &first);
+    push_converted(&client, "olive/second", "v1", &second);
+    // One 8 MiB/s link for both.
+    let proxy = ThrottleProxy::start(
+        &server.host,
+        Shape {
+            rate: 8 << 20,
+            latency: Duration::from_millis(5),
+        },
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let pool = pool(cache.path(), LazyMode::Always);
+    let one = lazy(
+        pool.start(&source(&proxy.host, "olive/first", "v1"))
+            .unwrap(),
+    );
+    let two = lazy(
+        pool.start(&source(&proxy.host, "olive/second", "v1"))
+            .unwrap(),
+    );
+    // When the first is done, the second has had about as much of the
+    // link: most of its layer is there too (one after the other would
+    // leave it nearly empty).
+    let (done, other) = loop {
+        if matches!(one.progress().state, LazyState::Complete(_)) {
+            break (&one, &two);
         }
-    }
-    largest.1
+        if matches!(two.progress().state, LazyState::Complete(_)) {
+            break (&two, &one);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let progress = other.progress();
+    assert!(
+        progress.present > progress.total / 2,
+        "one image had the link to itself: {progress:?} when {:?} completed",
+        done.image()
+    );
+    assert!(matches!(
+        other.wait(Duration::from_secs(60)),
+        LazyState::Complete(_)
+    ));
 }

@@ -41,22 +41,7 @@ fn converted_as(dir: &Path, url: &str, destination: &[&str], env: &[(&str, &Path
     let package = work.path().join("vm.nxpk");
     testkit::package(&package, "Cloudlet test VM", &qcow2, "qcow2", false);
     let recipes = dir.join("RECIPES");
-    let output = olive()
-        .args([
-            "-q",
-            "convert",
-            "--yes",
-            "--recipes",
-            recipes.to_str().unwrap(),
-        ])
-        .args(destination)
-        .args([url, package.to_str().unwrap()])
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    common::convert(&package, url, &recipes, destination, env);
     recipes
 }
 

@@ -40,23 +40,9 @@ fn pushed_image(dir: &Path, proxy: &ThrottleProxy, padding: u64) -> PathBuf {
     let package = work.path().join("vm.nxpk");
     testkit::package(&package, "Lazy test VM", &raw, "raw", false);
     let recipes = dir.join("RECIPES");
-    let output = olive()
-        .args([
-            "-q",
-            "convert",
-            "--yes",
-            "--compression",
-            "zstd",
-            "--recipes",
-        ])
-        .arg(&recipes)
-        .args(["--registry", &format!("{}/olive", proxy.host), URL])
-        .arg(&package)
-        .env_remove("OLIVE2022_CREDENTIALS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    let registry = format!("{}/olive", proxy.host);
+    let destination = ["--compression", "zstd", "--registry", &registry];
+    common::convert(&package, URL, &recipes, &destination, &[]);
     recipes
 }
 
@@ -193,7 +179,7 @@ fn a_gigabyte_vm_is_on_screen_long_before_its_layer_is_downloaded() {
     let log = cloudlet.log();
     assert!(log.contains("lazy pull complete and verified"), "{log}");
     let meta = only_cache_entry(&dir.path().join("data/cache"));
-    assert_eq!(meta["layer"], sha256_of_largest_blob(&registry.storage()));
+    assert_eq!(meta["layer"], sha256_of_largest_blob(&registry));
     // About the layer came over the link, not several times it.
     let down = proxy.counters().bytes_down.load(Ordering::Relaxed) - down_before;
     assert!(
@@ -213,39 +199,10 @@ fn only_cache_entry(cache: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(entries[0].join("image.json")).unwrap()).unwrap()
 }
 
-/// `sha256:…` of the largest file in the registry's storage: the layer.
-fn sha256_of_largest_blob(storage: &Path) -> String {
-    let mut largest = (0, PathBuf::new());
-    let mut pending = vec![storage.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else if meta.len() > largest.0 {
-                largest = (meta.len(), entry.path());
-            }
-        }
-    }
-    let sum = testkit::run("sha256sum", &[largest.1.to_str().unwrap()]);
+/// `sha256:…` of the registry's largest blob: the layer.
+fn sha256_of_largest_blob(registry: &TestRegistry) -> String {
+    let sum = testkit::run("sha256sum", &[registry.largest_blob().to_str().unwrap()]);
     format!("sha256:{}", sum.split_whitespace().next().unwrap())
-}
-
-/// The largest file in the registry's storage, for corrupting.
-fn largest_blob(storage: &Path) -> PathBuf {
-    let mut largest = (0, PathBuf::new());
-    let mut pending = vec![storage.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else if meta.len() > largest.0 {
-                largest = (meta.len(), entry.path());
-            }
-        }
-    }
-    largest.1
 }
 
 #[test]
@@ -286,7 +243,7 @@ fn corrupt_bytes_stop_the_vm_and_the_next_deploy_says_why() {
     let recipes = pushed_image(dir.path(), &proxy, 64 * MIB);
     let uuid = uuid_of(&recipes);
     // Corrupt the padding's last bytes, far from what the boot reads.
-    let blob = largest_blob(&registry.storage());
+    let blob = registry.largest_blob();
     let mut bytes = std::fs::read(&blob).unwrap();
     let at = bytes.len() - 4096;
     bytes[at] ^= 0x55;

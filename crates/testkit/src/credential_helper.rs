@@ -82,13 +82,7 @@ impl PassStore {
             });
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "`{program} {}` failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        crate::assert_succeeded(program, args, &output);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }

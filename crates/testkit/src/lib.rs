@@ -27,6 +27,18 @@ use vmnetx::package::Manifest;
 use vmnetx::package::write::{Compression, PackageContents, write_package};
 use vmnetx::package::xml::DomainSpec;
 
+/// Panics with the command line and its output unless `output` is a
+/// success.
+pub fn assert_succeeded(program: &str, args: &[&str], output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs a tool and returns its standard output; panics with its output when
 /// it fails or is missing.
 pub fn run(program: &str, args: &[&str]) -> String {
@@ -40,13 +52,7 @@ pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it (see .ci/run)"));
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(program, args, &output);
     output.stdout
 }
 

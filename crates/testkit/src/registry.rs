@@ -72,6 +72,24 @@ impl TestRegistry {
         self.dir.path().join("storage")
     }
 
+    /// The largest file in the registry's storage: the data of its
+    /// largest blob (a disk's layer), for tests that corrupt or hash it.
+    pub fn largest_blob(&self) -> PathBuf {
+        let mut largest = (0, PathBuf::new());
+        let mut pending = vec![self.storage()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                } else if meta.len() > largest.0 {
+                    largest = (meta.len(), entry.path());
+                }
+            }
+        }
+        largest.1
+    }
+
     /// Stops the registry (it can be started again with [`Self::restart`]).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the link behaves; change it at any time through
-/// [`ThrottleProxy::shape`].
+/// [`ThrottleProxy::shape`]. Only what goes back to the client is capped:
+/// uploads go at full speed, each request waiting the latency once.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
     /// Bytes per second back to the clients, all connections together (0:
@@ -154,8 +155,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, upward: bool) {
         };
         let piece = &buffer[..read];
         if upward {
-            count_requests(piece, &state.counters);
-            std::thread::sleep(state.shape.lock().unwrap().latency);
+            // A new request waits a round trip; its body does not.
+            if count_requests(piece, &state.counters) {
+                std::thread::sleep(state.shape.lock().unwrap().latency);
+            }
         } else {
             take_tokens(state, read);
             state
@@ -171,16 +174,19 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, upward: bool) {
     let _ = from.shutdown(Shutdown::Both);
 }
 
-/// Counts request lines at the start of `piece` (a client sends each
-/// request in its own writes, so a request starts a piece).
-fn count_requests(piece: &[u8], counters: &Counters) {
+/// Counts a request line at the start of `piece` (a client sends each
+/// request head in its own writes, so a request starts a piece); whether
+/// there was one.
+fn count_requests(piece: &[u8], counters: &Counters) -> bool {
     const METHODS: [&[u8]; 6] = [b"GET ", b"HEAD ", b"POST ", b"PUT ", b"PATCH ", b"DELETE "];
-    if METHODS.iter().any(|method| piece.starts_with(method)) {
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        if piece.starts_with(b"GET ") && piece.windows(7).any(|w| w == b"/blobs/") {
-            counters.blob_gets.fetch_add(1, Ordering::Relaxed);
-        }
+    if !METHODS.iter().any(|method| piece.starts_with(method)) {
+        return false;
     }
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    if piece.starts_with(b"GET ") && piece.windows(7).any(|w| w == b"/blobs/") {
+        counters.blob_gets.fetch_add(1, Ordering::Relaxed);
+    }
+    true
 }
 
 /// Waits until the shared cap allows `bytes` more.

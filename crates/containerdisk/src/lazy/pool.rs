@@ -44,8 +44,9 @@ pub struct LazyPool {
     options: LazyOptions,
     mode: LazyMode,
     pulls: Arc<Mutex<Pulls>>,
-    /// Serialises starts, so two deploys of one image share one pull.
-    starting: Mutex<()>,
+    /// One lock per image: two deploys of it share one pull, and a slow
+    /// registry holds up no other image.
+    starting: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
 }
 
 impl LazyPool {
@@ -63,7 +64,7 @@ impl LazyPool {
             options,
             mode,
             pulls: Arc::default(),
-            starting: Mutex::new(()),
+            starting: Mutex::default(),
         }
     }
 
@@ -83,11 +84,12 @@ impl LazyPool {
         if self.mode == LazyMode::Never || matches!(source, DiskSource::Layout { .. }) {
             return self.full(source);
         }
-        let _one_at_a_time = lock(&self.starting);
         let store =
             RegistrySource::new(open_registry(source, &self.fetch)?, &repository_of(source));
         let image = source.to_string();
         let top = store.manifest(source.reference())?;
+        let image_lock = Arc::clone(lock(&self.starting).entry(top.digest.clone()).or_default());
+        let _one_start_per_image = lock(&image_lock);
         if let Some(hit) = cached(&self.cache_dir, &top.digest) {
             return Ok(Started::Cached(hit));
         }

@@ -36,15 +36,31 @@ pub fn converted_to_layout(dir: &Path, url: &str, name: &str) -> PathBuf {
     testkit::package(&package, name, &qcow2, "qcow2", false);
     let recipes = dir.join("RECIPES");
     let layout = format!("oci:{}", dir.join("layout").display());
+    convert(&package, url, &recipes, &["--output", &layout], &[]);
+    recipes
+}
+
+/// `olive2022 -q convert --yes` of `package` as `url` to `destination`
+/// (`--output …`, `--registry …`, and any other flags), its recipe into
+/// `recipes`, with `env` set (and no credentials from the environment);
+/// panics with its output when it fails.
+pub fn convert(
+    package: &Path,
+    url: &str,
+    recipes: &Path,
+    destination: &[&str],
+    env: &[(&str, &Path)],
+) {
     let output = olive()
         .args(["-q", "convert", "--yes", "--recipes"])
-        .arg(&recipes)
-        .args(["--output", &layout, url])
-        .arg(&package)
+        .arg(recipes)
+        .args(destination)
+        .arg(url)
+        .arg(package)
         .env_remove("OLIVE2022_CREDENTIALS")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    recipes
 }

@@ -252,12 +252,6 @@ pub fn run_bounded(dir: &Path, program: &str, args: &[&str]) -> Output {
 /// [`run_bounded`], asserting success; returns standard output.
 pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> String {
     let output = run_bounded(dir, program, args);
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    testkit::assert_succeeded(program, args, &output);
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
