@@ -73,6 +73,11 @@ impl LazyWatch {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// The disk it watches.
+    pub(crate) fn disk(&self) -> &LazyDisk {
+        &self.disk
+    }
+
     /// Why the VM was stopped under its client, if it was.
     pub(crate) fn failure(&self) -> Option<String> {
         lock(&self.failure).clone()

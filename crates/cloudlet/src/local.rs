@@ -349,7 +349,11 @@ impl Backend for LocalBackend {
     }
 
     fn failure(&self, running: &LocalDeployment) -> Option<String> {
-        running.lazy.as_ref().and_then(LazyWatch::failure)
+        let watch = running.lazy.as_ref()?;
+        let reason = watch.failure()?;
+        // This client hears it now; the image's next start tries again.
+        self.pool().reported(watch.disk());
+        Some(reason)
     }
 
     fn add_peer(&self, key: &[u8; 32], address: Ipv4Addr) -> Result<(), BackendError> {

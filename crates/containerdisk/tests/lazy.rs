@@ -143,8 +143,6 @@ fn reads_are_answered_before_the_layer_is_complete_which_then_becomes_a_cache_en
         "{:?}",
         partials(cache.path())
     );
-    // Reads now come from the cache entry.
-    assert_eq!(read(&disk, 7, 9).unwrap(), content[7..16]);
 
     // Little more than the layer came over the link.
     let layer_size = content.len() as u64 + 4096;
@@ -154,10 +152,13 @@ fn reads_are_answered_before_the_layer_is_complete_which_then_becomes_a_cache_en
         "{down} bytes fetched for a layer of about {layer_size}"
     );
 
-    // The next start is the cache entry, with the registry gone.
+    // With the registry gone, reads come from the cache entry, and the
+    // next start is that entry.
     let digest = cached.digest.clone();
     drop(proxy);
     drop(server);
+    assert_eq!(read(&disk, far + 7, 9).unwrap(), content[far + 7..far + 16]);
+    assert_eq!(read(&disk, MIB, 4096).unwrap(), content[MIB..MIB + 4096]);
     let by_digest = source_with("127.0.0.1:1", "olive/lazy", ImageRef::Digest(digest), None);
     assert!(matches!(
         pool.start(&by_digest).unwrap(),

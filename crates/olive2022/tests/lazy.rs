@@ -288,6 +288,9 @@ fn corrupt_bytes_stop_the_vm_and_the_next_deploy_says_why() {
         .map(|entry| entry.file_name())
         .collect();
     assert!(cached.is_empty(), "{cached:?}");
+    // Told once: the deploy after that starts afresh (and boots again).
+    let report = viewer_report(launch_in_background(&cloudlet.api, &cache), &cache);
+    assert!(title_pixels(&report) >= 1500, "no boot message: {report}");
 }
 
 #[test]

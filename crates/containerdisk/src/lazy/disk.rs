@@ -57,6 +57,8 @@ enum Backing {
 /// The disk of an image being pulled lazily; many VMs may share it.
 pub struct LazyDisk {
     image: String,
+    /// The cache key: the digest the image's reference resolved to.
+    key: Digest,
     layer: Descriptor,
     span: DiskSpan,
     options: LazyOptions,
@@ -68,6 +70,7 @@ pub struct LazyDisk {
 impl LazyDisk {
     pub(crate) fn new(
         image: String,
+        key: Digest,
         layer: Descriptor,
         span: DiskSpan,
         options: LazyOptions,
@@ -75,6 +78,7 @@ impl LazyDisk {
     ) -> LazyDisk {
         LazyDisk {
             image,
+            key,
             layer,
             span,
             options,
@@ -87,6 +91,11 @@ impl LazyDisk {
     /// The image, as its source names it.
     pub fn image(&self) -> &str {
         &self.image
+    }
+
+    /// The digest the image's reference resolved to (its cache key).
+    pub fn key(&self) -> &Digest {
+        &self.key
     }
 
     /// The layer being downloaded.

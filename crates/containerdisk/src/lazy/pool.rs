@@ -208,6 +208,7 @@ impl LazyPool {
         );
         let disk = Arc::new(LazyDisk::new(
             image.clone(),
+            facts.digest.clone(),
             layer.clone(),
             span,
             self.options.clone(),
@@ -238,6 +239,13 @@ impl LazyPool {
             })
             .map(drop)
             .map_err(crate::pull_error::io_error("starting the lazy download"))
+    }
+
+    /// Forgets why `disk`'s copy was discarded: the caller told a client
+    /// (the deploy of a VM that ran on it), so the next start of the image
+    /// tries again instead of saying it once more.
+    pub fn reported(&self, disk: &LazyDisk) {
+        lock(&self.pulls).discarded.remove(disk.key());
     }
 
     fn full(&self, source: &DiskSource) -> Result<Started, PullError> {
