@@ -63,7 +63,7 @@ storage:
 http:
   addr: $registry
 EOF
-docker-registry serve "$work/registry.yml" &
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 100); do curl -s "http://$registry/v2/" >/dev/null && break; sleep 0.1; done
 coproc PROXY { "$proxy_bin" "$registry" "$rate" "$rtt"; }

@@ -4,7 +4,7 @@
 //! closing or SIGTERM it prints what it counted and exits.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -25,7 +25,9 @@ fn main() {
     // Runs until its standard input closes (the benchmark holds it open).
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     let counters = proxy.counters();
-    println!(
+    // The reader may be gone already: nothing to report to then.
+    let _ = writeln!(
+        std::io::stdout(),
         "bytes_down={} requests={} blob_gets={}",
         counters.bytes_down.load(Ordering::Relaxed),
         counters.requests.load(Ordering::Relaxed),

@@ -564,7 +564,9 @@ impl Resources {
     /// Waits until `ready` holds, failing with the helper's log when it
     /// exits first or the deadline passes.
     fn wait_for(&mut self, name: &'static str, what: &str, mut ready: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: it returns as soon as the service is ready, and a loaded
+        // machine took more than 10 s to start Xvnc.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if ready(self) {
                 return;
@@ -766,8 +768,10 @@ while True:
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = send.send(line);
         });
+        // Xvnc reports its display once it is ready; on a loaded machine
+        // that took more than 10 s.
         let line = receive
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(Duration::from_secs(40))
             .unwrap_or_default();
         let log = std::fs::read_to_string(self.log_path("Xvnc")).unwrap_or_default();
         let display: u32 = line
