@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --quiet -p olive2022
-target/release/olive2022 demo "$@"
+# Where cargo put it (CARGO_TARGET_DIR moves the whole target directory).
+"${CARGO_TARGET_DIR:-target}/release/olive2022" demo "$@"
