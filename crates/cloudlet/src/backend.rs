@@ -77,8 +77,9 @@ pub struct BackendStats {
     pub tunnel_tx_bytes: u64,
     /// Bytes in the image cache.
     pub image_cache_bytes: u64,
-    /// The seconds each pull since the previous call took (taken: each is
-    /// reported once).
+    /// The seconds each pull completed since the previous call took, from
+    /// its start to its complete disk image; a lazy pull counts when its
+    /// download is verified (taken: each is reported once).
     pub pull_seconds: Vec<f64>,
 }
 

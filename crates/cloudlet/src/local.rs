@@ -390,12 +390,17 @@ impl Backend for LocalBackend {
     fn stats(&self) -> BackendStats {
         let peers = self.tunnel.peers();
         let retired = *lock(&self.retired_bytes);
+        let mut pull_seconds = std::mem::take(&mut *lock(&self.pulls));
+        if let Some(pool) = self.pool.get() {
+            let lazy = pool.take_completed();
+            pull_seconds.extend(lazy.iter().map(std::time::Duration::as_secs_f64));
+        }
         BackendStats {
             tunnel_peers: peers.len(),
             tunnel_rx_bytes: retired.0 + peers.iter().map(|p| p.rx_bytes).sum::<u64>(),
             tunnel_tx_bytes: retired.1 + peers.iter().map(|p| p.tx_bytes).sum::<u64>(),
             image_cache_bytes: tree_size(&self.cache_dir),
-            pull_seconds: std::mem::take(&mut *lock(&self.pulls)),
+            pull_seconds,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | `olive2022_cloudlet_tunnel_peers` | gauge | clients admitted on the WireGuard endpoint |
 //! | `olive2022_cloudlet_tunnel_bytes_total{direction}` | counter | WireGuard bytes, `rx` and `tx` |
 //! | `olive2022_cloudlet_image_cache_bytes` | gauge | bytes in the image cache |
-//! | `olive2022_cloudlet_pull_seconds` | histogram | time to make a disk image ready (pulls, not cache hits) |
+//! | `olive2022_cloudlet_pull_seconds` | histogram | time from a pull's start to its complete disk image (full pulls, and lazy ones when their download is verified; not cache hits) |
 //!
 //! The gauges and the tunnel's byte counts are read from the registry and
 //! the backend ([`crate::Backend::stats`]) when Prometheus asks, so they
@@ -124,7 +124,7 @@ impl Metrics {
         let pull_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 13));
         registry.register(
             "pull_seconds",
-            "Seconds to make a disk image ready, pulls only",
+            "Seconds from a pull's start to its complete disk image (lazy pulls once verified; not cache hits)",
             pull_seconds.clone(),
         );
         Metrics {

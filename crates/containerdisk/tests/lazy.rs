@@ -95,6 +95,19 @@ fn read(disk: &LazyDisk, offset: usize, len: usize) -> std::io::Result<Vec<u8>> 
     Ok(buf)
 }
 
+/// The completed pulls' times, waiting a little for the download thread
+/// to report the one that just completed.
+fn completed_pulls(pool: &LazyPool) -> Vec<Duration> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let completed = pool.take_completed();
+        if !completed.is_empty() || std::time::Instant::now() > deadline {
+            return completed;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn partials(cache: &Path) -> Vec<String> {
     std::fs::read_dir(cache)
         .unwrap()
@@ -143,6 +156,14 @@ fn reads_are_answered_before_the_layer_is_complete_which_then_becomes_a_cache_en
         "{:?}",
         partials(cache.path())
     );
+
+    // The pull's time is told once (about 8 s at this rate), and no start
+    // lock stays behind.
+    let completed = completed_pulls(&pool);
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert!(completed[0] > Duration::from_secs(2), "{completed:?}");
+    assert!(pool.take_completed().is_empty());
+    assert_eq!(pool.starts_in_progress(), 0);
 
     // Little more than the layer came over the link.
     let layer_size = content.len() as u64 + 4096;
@@ -429,4 +450,78 @@ fn two_images_download_side_by_side_with_a_fair_share() {
         other.wait(Duration::from_secs(60)),
         LazyState::Complete(_)
     ));
+}
+
+#[test]
+fn a_sparse_tar_entry_gets_the_full_pull_and_its_entry() {
+    require("docker-registry", "docker-registry");
+    require("tar", "tar");
+    // A 16 MiB disk with data at both ends and a hole between, archived
+    // by GNU tar as a sparse entry: its bytes are not in the layer in
+    // place, so it cannot be served lazily.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("disk")).unwrap();
+    let head = common::random_bytes(MIB, 11);
+    let tail = common::random_bytes(MIB, 12);
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(work.path().join("disk/disk.img")).unwrap();
+        file.write_all_at(&head, 0).unwrap();
+        file.write_all_at(&tail, 15 * MIB as u64).unwrap();
+    }
+    let layer_path = work.path().join("layer.tar");
+    let tar = std::process::Command::new("tar")
+        .args(["--format=gnu", "--sparse", "-cf"])
+        .arg(&layer_path)
+        .arg("-C")
+        .arg(work.path())
+        .arg("disk/disk.img")
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{tar:?}");
+    let layer = containerdisk::MemoryBlob::new(std::fs::read(&layer_path).unwrap());
+    assert!(
+        layer.bytes().len() < 4 * MIB,
+        "not sparse: {}",
+        layer.bytes().len()
+    );
+    let labels = std::collections::BTreeMap::new();
+    let image = containerdisk::image::Image::new(&layer, &labels);
+    let server = TestRegistry::start(None);
+    let client = Registry::new(&server.host, registry_options()).unwrap();
+    let mut progress = containerdisk::registry::NoProgress;
+    client
+        .push_blob("olive/sparse", &layer, &mut progress)
+        .unwrap();
+    client
+        .push_blob("olive/sparse", &image.config, &mut progress)
+        .unwrap();
+    client
+        .push_manifest(
+            "olive/sparse",
+            "v1",
+            containerdisk::image::MANIFEST_MEDIA_TYPE,
+            image.manifest.bytes(),
+        )
+        .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let pool = pool(cache.path(), LazyMode::Always);
+    let Started::Cached(cached) = pool
+        .start(&source(&server.host, "olive/sparse", "v1"))
+        .unwrap()
+    else {
+        panic!("a sparse entry was served lazily");
+    };
+    let disk = std::fs::read(&cached.path).unwrap();
+    assert_eq!(disk.len(), 16 * MIB);
+    assert_eq!(disk[..MIB], head[..]);
+    assert_eq!(disk[15 * MIB..], tail[..]);
+    assert!(disk[MIB..15 * MIB].iter().all(|byte| *byte == 0));
+    assert!(
+        partials(cache.path()).is_empty(),
+        "{:?}",
+        partials(cache.path())
+    );
+    assert_eq!(pool.starts_in_progress(), 0);
 }

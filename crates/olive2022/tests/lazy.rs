@@ -120,6 +120,16 @@ fn disk_progress(api: &str, cache: &Path, uuid: &str) -> Value {
     answer["Disk"].clone()
 }
 
+/// The pulls in the cloudlet's `olive2022_cloudlet_pull_seconds` histogram.
+fn pulls_measured(api: &str) -> u64 {
+    let metrics = testkit::run("curl", &["-s", &format!("{api}/metrics")]);
+    let count = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("olive2022_cloudlet_pull_seconds_count "))
+        .unwrap_or_else(|| panic!("no pull count in {metrics}"));
+    count.trim().parse().unwrap()
+}
+
 /// Waits until the cloudlet's log holds `line`.
 fn wait_for_log(cloudlet: &CloudletProcess, line: &str, seconds: u64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -169,12 +179,20 @@ fn a_gigabyte_vm_is_on_screen_long_before_its_layer_is_downloaded() {
         bytes < total / 2,
         "the screen came after half the layer: {progress}"
     );
+    // No pull is complete yet, so none is in the pull-time histogram.
+    assert_eq!(pulls_measured(&cloudlet.api), 0);
 
-    // The layer completes and is checked; it is an ordinary cache entry.
+    // The layer completes and is checked; it is an ordinary cache entry,
+    // and the pull's time goes to the histogram.
     let deadline = Instant::now() + Duration::from_secs(240);
     while disk_progress(&cloudlet.api, &cache, &uuid)["state"] != "complete" {
         assert!(Instant::now() < deadline, "{}", cloudlet.log());
         std::thread::sleep(Duration::from_secs(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pulls_measured(&cloudlet.api) != 1 {
+        assert!(Instant::now() < deadline, "{}", cloudlet.log());
+        std::thread::sleep(Duration::from_millis(200));
     }
     let log = cloudlet.log();
     assert!(log.contains("lazy pull complete and verified"), "{log}");

@@ -180,14 +180,15 @@ impl LazyDisk {
     }
 
     /// Runs on the background thread: downloads the rest, then checks and
-    /// installs the layer. Returns the reason when the copy was discarded.
+    /// installs the layer. Returns how long the pull took from its start
+    /// to the installed entry, or the reason the copy was discarded.
     pub(crate) fn complete(
         &self,
         blob: &SparseBlob,
         partial: Partial,
         facts: &EntryFacts,
         max_disk_size: u64,
-    ) -> Result<(), String> {
+    ) -> Result<Duration, String> {
         if !blob.download_rest() {
             self.fail("the download was cancelled".into());
             return Err("the download was cancelled".into());
@@ -216,7 +217,7 @@ impl LazyDisk {
                     "lazy pull complete and verified; the disk is a cache entry"
                 );
                 *self.lock() = Backing::Installed(file, disk);
-                Ok(())
+                Ok(self.started.elapsed())
             }
             Err(reason) => {
                 tracing::error!(image = self.image, layer = %self.layer.digest, reason, "lazy pull discarded: the layer failed its check");

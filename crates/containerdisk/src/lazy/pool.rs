@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use super::blob::{BlobOrigin, SparseBlob};
 use super::disk::LazyDisk;
@@ -18,7 +19,7 @@ use crate::pull::registry_store::RegistrySource;
 use crate::pull::resolve::{layers, resolve};
 use crate::pull::{DiskSource, FetchOptions, PullError, fetch_disk_with, open_registry};
 use crate::registry::NoProgress;
-use crate::source::{ImageRef, ImageSource};
+use crate::source::{FetchedManifest, ImageRef, ImageSource};
 
 /// How [`LazyPool::start`] made the disk available.
 pub enum Started {
@@ -35,6 +36,9 @@ struct Pulls {
     disks: HashMap<Digest, Weak<LazyDisk>>,
     /// Per cache key: why its last lazy copy was discarded.
     discarded: HashMap<Digest, String>,
+    /// How long each lazy pull completed since the last
+    /// [`LazyPool::take_completed`] took, from start to verified entry.
+    completed: Vec<Duration>,
 }
 
 /// The lazy pulls into one cache directory.
@@ -86,10 +90,29 @@ impl LazyPool {
         }
         let store =
             RegistrySource::new(open_registry(source, &self.fetch)?, &repository_of(source));
-        let image = source.to_string();
         let top = store.manifest(source.reference())?;
         let image_lock = Arc::clone(lock(&self.starting).entry(top.digest.clone()).or_default());
-        let _one_start_per_image = lock(&image_lock);
+        let started = {
+            let _one_start_per_image = lock(&image_lock);
+            self.start_locked(source, &store, top.clone())
+        };
+        // The lock is dropped once nobody else waits on it, so the map
+        // holds only images being started, not every image ever deployed.
+        let mut starting = lock(&self.starting);
+        if Arc::strong_count(&image_lock) == 2 {
+            starting.remove(&top.digest);
+        }
+        started
+    }
+
+    /// [`LazyPool::start`] with the image's start lock held.
+    fn start_locked(
+        &self,
+        source: &DiskSource,
+        store: &RegistrySource,
+        top: FetchedManifest,
+    ) -> Result<Started, PullError> {
+        let image = source.to_string();
         if let Some(hit) = cached(&self.cache_dir, &top.digest) {
             return Ok(Started::Cached(hit));
         }
@@ -100,7 +123,7 @@ impl LazyPool {
             tracing::info!(image, digest = %top.digest, "joining the lazy pull in progress");
             return Ok(Started::Lazy(disk));
         }
-        let (manifest, image_manifest) = resolve(&store, &image, top.clone())?;
+        let (manifest, image_manifest) = resolve(store, &image, top.clone())?;
         let layers = layers(&image, &image_manifest)?;
         let total: u64 = layers.iter().map(|layer| layer.size).sum();
         let plain = layers
@@ -122,12 +145,13 @@ impl LazyPool {
         };
         for layer in layers {
             match self.try_layer(source, layer, &facts)? {
-                Some(disk) => {
+                Some(Started::Lazy(disk)) => {
                     lock(&self.pulls)
                         .disks
                         .insert(top.digest.clone(), Arc::downgrade(&disk));
                     return Ok(Started::Lazy(disk));
                 }
+                Some(cached) => return Ok(cached),
                 None => continue,
             }
         }
@@ -145,14 +169,15 @@ impl LazyPool {
     }
 
     /// Starts a lazy pull of `layer` if it holds the disk (`None`: it has
-    /// none). A layer whose disk cannot be read in place is pulled in
-    /// full instead.
+    /// none). A layer whose disk cannot be read in place (a sparse tar
+    /// entry) makes a full pull of the image instead, whose entry it
+    /// returns.
     fn try_layer(
         &self,
         source: &DiskSource,
         layer: &Descriptor,
         facts: &EntryFacts,
-    ) -> Result<Option<Arc<LazyDisk>>, PullError> {
+    ) -> Result<Option<Started>, PullError> {
         let image = &facts.image;
         let partial = Partial::create(&self.cache_dir)?;
         let path = sparse_path(&partial, &layer.digest);
@@ -188,7 +213,7 @@ impl LazyPool {
                     reason,
                     "a full pull: the disk cannot be read in place"
                 );
-                return self.full(source).map(|_| None);
+                return self.full(source).map(Some);
             }
             Located::Unreadable(error) => {
                 return Err(PullError::Unreachable {
@@ -215,7 +240,7 @@ impl LazyPool {
             Arc::clone(&blob),
         ));
         self.spawn_completion(&disk, blob, partial, facts.clone())?;
-        Ok(Some(disk))
+        Ok(Some(Started::Lazy(disk)))
     }
 
     /// The background thread that completes, checks and installs the copy.
@@ -232,10 +257,15 @@ impl LazyPool {
         std::thread::Builder::new()
             .name("lazy-download".into())
             .spawn(move || {
-                if let Err(reason) = disk.complete(&blob, partial, &facts, max_disk_size) {
-                    lock(&pulls).discarded.insert(facts.digest.clone(), reason);
+                let outcome = disk.complete(&blob, partial, &facts, max_disk_size);
+                let mut pulls = lock(&pulls);
+                match outcome {
+                    Ok(took) => pulls.completed.push(took),
+                    Err(reason) => {
+                        pulls.discarded.insert(facts.digest.clone(), reason);
+                    }
                 }
-                lock(&pulls).disks.remove(&facts.digest);
+                pulls.disks.remove(&facts.digest);
             })
             .map(drop)
             .map_err(crate::pull_error::io_error("starting the lazy download"))
@@ -246,6 +276,19 @@ impl LazyPool {
     /// tries again instead of saying it once more.
     pub fn reported(&self, disk: &LazyDisk) {
         lock(&self.pulls).discarded.remove(disk.key());
+    }
+
+    /// How long each lazy pull completed since the last call took, from
+    /// its start to its verified cache entry (for a pull-time metric; a
+    /// full pull's time is its caller's to measure).
+    pub fn take_completed(&self) -> Vec<Duration> {
+        std::mem::take(&mut lock(&self.pulls).completed)
+    }
+
+    /// The images whose start is under way or waited for (their start
+    /// locks), for tests of the pool's bookkeeping.
+    pub fn starts_in_progress(&self) -> usize {
+        lock(&self.starting).len()
     }
 
     fn full(&self, source: &DiskSource) -> Result<Started, PullError> {
