@@ -189,7 +189,8 @@ async fn deploy_post<B: Backend>(
     // Without connection info (the router embedded elsewhere), no limit.
     let client = connection(&extensions);
     if let Some(client) = client
-        && let Err(wait) = app.rate_limiter.check(client, std::time::Instant::now())
+        && let limited = app.federation.limited_address(client, &headers)
+        && let Err(wait) = app.rate_limiter.check(limited, std::time::Instant::now())
     {
         app.metrics.deploy_request(Outcome::RateLimited);
         return Err(ApiError::RateLimited(wait));

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use containerdisk::lazy::{DEFAULT_THRESHOLD, LazyMode};
 use serde::{Deserialize, Serialize};
+use sinfonia::deploy::IpNet;
 use vmrunner::Accel;
 
 use crate::data_dir::{DataDirError, default_cache_dir, default_data_dir};
@@ -108,6 +109,9 @@ pub struct CloudletSettings {
     pub geoip_db: Option<PathBuf>,
     /// Announce the cloudlet on the local network over mDNS.
     pub zeroconf: Option<bool>,
+    /// Proxies (a tier 1 that forwards here, a reverse proxy) whose
+    /// `X-ClientIP` the deploy limit believes, as CIDRs.
+    pub trusted_proxy: Option<Vec<String>>,
 }
 
 /// The accelerator as written in the file (`auto`, `kvm` or `tcg`).
@@ -243,6 +247,7 @@ impl CloudletSettings {
             forward_timeout: self.forward_timeout.or(lower.forward_timeout),
             geoip_db: self.geoip_db.or(lower.geoip_db),
             zeroconf: self.zeroconf.or(lower.zeroconf),
+            trusted_proxy: self.trusted_proxy.or(lower.trusted_proxy),
         }
     }
 
@@ -272,6 +277,7 @@ impl CloudletSettings {
                 reporting.cloudlet_token.as_deref(),
                 self.forward_timeout,
                 self.geoip_db,
+                &self.trusted_proxy.unwrap_or_default(),
             )?,
             reporting,
             recipes_dir: self.recipes.unwrap_or_else(|| DEFAULT_RECIPES.into()),
@@ -326,6 +332,14 @@ impl CloudletSettings {
             forward_timeout: Some(config.federation.forward_timeout.as_secs()),
             geoip_db: config.federation.geoip_db.as_deref().map(absolute),
             zeroconf: Some(config.zeroconf),
+            trusted_proxy: Some(
+                config
+                    .federation
+                    .trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
         };
         let mut text = String::from(
             "# olive2022 cloudlet settings, resolved from flags, OLIVE2022_CLOUDLET_*\n\
@@ -411,13 +425,26 @@ fn check_federation(federation: &Federation) -> Result<(), SettingsError> {
     Ok(())
 }
 
-/// Tier 1's settings: the token checked, the timeout at least 1 s (the
-/// GeoIP database is opened when tier 1 starts).
+/// Tier 1's settings: the token checked, the timeout at least 1 s, the
+/// trusted proxies parsed (the GeoIP database is opened when tier 1
+/// starts).
 pub fn federation(
     token: Option<&str>,
     forward_timeout: Option<u64>,
     geoip_db: Option<PathBuf>,
+    trusted_proxies: &[String],
 ) -> Result<FederationConfig, SettingsError> {
+    let trusted_proxies = trusted_proxies
+        .iter()
+        .map(|text| {
+            text.trim()
+                .parse::<IpNet>()
+                .map_err(|reason| SettingsError::Value {
+                    key: "trusted-proxy",
+                    reason,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let cloudlet_token =
         token
             .map(BearerToken::new)
@@ -440,6 +467,7 @@ pub fn federation(
         cloudlet_token,
         forward_timeout,
         geoip_db,
+        trusted_proxies,
     })
 }
 

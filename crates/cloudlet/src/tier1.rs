@@ -125,8 +125,9 @@ async fn deploy_post(
     let connection = connection(&extensions);
     if let Some(address) = connection {
         let now = std::time::Instant::now();
+        let limited = app.federation.limited_address(address, &headers);
         app.deploy_limiter
-            .check(address, now)
+            .check(limited, now)
             .map_err(ApiError::RateLimited)?;
     }
     let uuid = parse_backend_uuid(&uuid).map_err(|_| ApiError::BadUuid { value: echo(&uuid) })?;

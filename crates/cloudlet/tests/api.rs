@@ -1314,3 +1314,34 @@ fn slow_clients_are_cut_off() {
     // The server still answers everyone else.
     assert_eq!(server.call(Method::GET, "/cloudlets/").status, 200);
 }
+
+/// Deploys a tier 1 in front forwards all come from its address; a
+/// trusted proxy's `X-ClientIP` names the client the limit counts, and
+/// anybody else's header is not believed.
+#[test]
+fn the_deploy_limit_counts_the_client_a_trusted_proxy_names() {
+    let post = |server: &Server, client_ip: &str| {
+        let url = server.url(&format!("/deploy/{APP}/{}", urlsafe(&key(1))));
+        let answer = reqwest::blocking::Client::new()
+            .post(url)
+            .header("X-ClientIP", client_ip)
+            .send()
+            .unwrap();
+        answer.status().as_u16()
+    };
+    let behind_tier1 = Server::start_with(|config| {
+        config.deploy_rate = 2;
+        config.federation.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    });
+    assert_eq!(post(&behind_tier1, "192.0.2.1"), 200);
+    assert_eq!(post(&behind_tier1, "192.0.2.1"), 200);
+    assert_eq!(post(&behind_tier1, "192.0.2.1"), 429);
+    // Another client behind the same tier 1 has its own bucket.
+    assert_eq!(post(&behind_tier1, "192.0.2.2"), 200);
+
+    let open = Server::start_with(|config| config.deploy_rate = 2);
+    assert_eq!(post(&open, "192.0.2.1"), 200);
+    assert_eq!(post(&open, "192.0.2.2"), 200);
+    // A fresh X-ClientIP buys nothing from an untrusted connection.
+    assert_eq!(post(&open, "192.0.2.3"), 429);
+}

@@ -408,6 +408,16 @@ pub struct CloudletArgs {
     /// location).
     #[arg(long, env = "OLIVE2022_CLOUDLET_GEOIP_DB", value_name = "FILE")]
     pub geoip_db: Option<PathBuf>,
+    /// A proxy whose `X-ClientIP` header names the client for the
+    /// per-address deploy limit: a tier 1 that forwards deploys here, a
+    /// reverse proxy (CIDR, repeatable). Others' headers are not believed.
+    #[arg(
+        long,
+        env = "OLIVE2022_CLOUDLET_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Option<Vec<String>>,
     /// Once ready, print the addresses bound as one JSON line on standard
     /// output, `{"api": "IP:PORT", "wireguard": "IP:PORT"}`: lets a parent
     /// process ask for port 0 and learn the port (no bind-and-release race).
@@ -454,6 +464,16 @@ pub struct Tier1Args {
     /// [default: 60].
     #[arg(long, env = "OLIVE2022_TIER1_DEPLOY_RATE", value_name = "PER_MINUTE")]
     pub deploy_rate: Option<u32>,
+    /// A reverse proxy whose `X-ClientIP` header names the client for the
+    /// per-address deploy limit (CIDR, repeatable). Others' headers are
+    /// not believed.
+    #[arg(
+        long,
+        env = "OLIVE2022_TIER1_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Option<Vec<String>>,
     /// Once ready, print `{"api": "IP:PORT"}` on standard output.
     #[arg(long, hide = true)]
     pub announce: bool,

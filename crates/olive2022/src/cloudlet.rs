@@ -181,6 +181,7 @@ fn settings(args: &CloudletArgs) -> Result<LocalCloudletConfig> {
         local_network: args.local_network.clone(),
         accept_clients: args.accept_clients.clone(),
         reject_clients: args.reject_clients.clone(),
+        trusted_proxy: args.trusted_proxy.clone(),
         forward_timeout: args.forward_timeout,
         geoip_db: args.geoip_db.clone(),
         // Unset unless given: the file may turn it on.

@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, args: &Tier1Args) -> Result<ExitCode> {
             args.cloudlet_token.as_deref(),
             args.forward_timeout,
             args.geoip_db.clone(),
+            args.trusted_proxy.as_deref().unwrap_or_default(),
         )?,
     };
     if cli.dry_run {

@@ -62,6 +62,7 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
          wg-listen = \"127.0.0.1:9002\"\n\
          max-vms = 1\n\
          idle-timeout = 11\n\
+         trusted-proxy = [\"10.0.0.0/8\"]\n\
          geoip-db = \"cities.mmdb\"\n",
     )
     .unwrap();
@@ -74,6 +75,10 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
             ("OLIVE2022_CLOUDLET_RECIPES", "/srv/env-recipes"),
             ("OLIVE2022_CLOUDLET_WG_LISTEN", "127.0.0.1:9003"),
             ("OLIVE2022_CLOUDLET_MAX_VMS", "2"),
+            (
+                "OLIVE2022_CLOUDLET_TRUSTED_PROXY",
+                "192.0.2.1,198.51.100.0/24",
+            ),
         ],
     );
     let settings = printed(&output);
@@ -82,6 +87,9 @@ fn flags_win_over_variables_over_the_file_over_the_defaults() {
     // Variable over file.
     assert_eq!(string(&settings, "recipes"), "/srv/env-recipes");
     assert_eq!(string(&settings, "wg-listen"), "127.0.0.1:9003");
+    let proxies = settings["trusted-proxy"].as_array().unwrap();
+    let proxies: Vec<&str> = proxies.iter().filter_map(|p| p.as_str()).collect();
+    assert_eq!(proxies, ["192.0.2.1/32", "198.51.100.0/24"]);
     // File over default.
     assert_eq!(string(&settings, "listen"), "127.0.0.1:9001");
     assert_eq!(settings["idle-timeout"].as_integer(), Some(11));
@@ -131,6 +139,7 @@ fn without_a_file_every_key_has_its_default() {
             "recipes",
             "reject-clients",
             "tier1-url",
+            "trusted-proxy",
             "wg-listen",
             "zeroconf",
         ]
@@ -276,6 +285,9 @@ fn a_bad_settings_file_is_refused_with_its_name_and_line() {
 
     std::fs::write(&file, "accel = \"hvf\"\n").unwrap();
     assert_refused(home.path(), &file, &[name, "line 1", "`accel`", "hvf"]);
+
+    std::fs::write(&file, "trusted-proxy = [\"10.0.0.0/33\"]\n").unwrap();
+    assert_refused(home.path(), &file, &["trusted-proxy", "10.0.0.0/33"]);
 
     std::fs::write(&file, "listen = [\n").unwrap();
     assert_refused(home.path(), &file, &[name, "line 1"]);

@@ -204,6 +204,26 @@ impl IpNet {
             prefix: max_prefix(addr),
         }
     }
+
+    /// Whether the network holds `address` (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address, as a dual-stack socket reports it).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.addr, address.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(addr)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(addr) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(addr)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(addr) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 fn max_prefix(addr: IpAddr) -> u8 {

@@ -851,3 +851,20 @@ fn answers_are_bounded_in_count() {
     let e = deploy_error(&many_networks);
     assert_field(&e, "TunnelConfig.allowedIPs", &["65", "at most 64"]);
 }
+
+#[test]
+fn networks_hold_their_addresses_and_mapped_ones() {
+    let net: IpNet = "10.1.0.0/16".parse().unwrap();
+    assert!(net.contains("10.1.255.1".parse().unwrap()));
+    assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()));
+    assert!(!net.contains("10.2.0.1".parse().unwrap()));
+    assert!(!net.contains("::1".parse().unwrap()));
+    let all: IpNet = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("8.8.8.8".parse().unwrap()));
+    let host: IpNet = "127.0.0.1".parse().unwrap();
+    assert!(host.contains("127.0.0.1".parse().unwrap()));
+    assert!(!host.contains("127.0.0.2".parse().unwrap()));
+    let v6: IpNet = "fd00::/8".parse().unwrap();
+    assert!(v6.contains("fd12::1".parse().unwrap()));
+    assert!(!v6.contains("fe80::1".parse().unwrap()));
+}

@@ -6,10 +6,17 @@
 //! Sinfonia ignores an `X-ClientIP` it cannot parse; we refuse it (400),
 //! as a header that does not say what it should is a client bug worth
 //! seeing.
+//!
+//! Placement believes `X-ClientIP` from anyone, as Sinfonia does: a client
+//! that lies about its address only misplaces itself. The per-address
+//! deploy limit must not, or a client could name a fresh address for each
+//! request; it believes the header only from a trusted proxy
+//! ([`limited_address`]).
 
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
+use sinfonia::deploy::IpNet;
 
 use crate::api::valid_location;
 use crate::problems::{ApiError, echo};
@@ -21,6 +28,22 @@ pub const LOCATION_HEADER: &str = "x-location";
 /// Most deployments one request may ask for (`?results=N`, clamped to
 /// `1..=MAX_RESULTS` as Sinfonia clamps to its 3).
 pub const MAX_RESULTS: usize = 8;
+
+/// The address a deploy request counts against in the per-address limit:
+/// its `X-ClientIP` when the connection comes from a trusted proxy (a tier
+/// 1 that forwards deploys, a reverse proxy: `--trusted-proxy`), else the
+/// connection's. Without this, every deploy a tier 1 forwards would share
+/// the tier 1's one bucket.
+pub fn limited_address(connection: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|proxy| proxy.contains(connection)) {
+        return connection;
+    }
+    headers
+        .get(CLIENT_IP_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(connection)
+}
 
 /// The client of a deploy request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,5 +161,21 @@ mod tests {
         assert_eq!(results(Some("results=100")).unwrap(), MAX_RESULTS);
         assert_eq!(results(Some("results=0")).unwrap(), 1);
         assert!(results(Some("results=x")).is_err());
+    }
+
+    #[test]
+    fn the_limit_believes_x_clientip_only_from_trusted_proxies() {
+        let tier1: IpAddr = "10.9.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("X-ClientIP", HeaderValue::from_static("192.0.2.7"));
+        let trusted: Vec<IpNet> = vec!["10.9.0.0/24".parse().unwrap()];
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(limited_address(tier1, &headers, &trusted), client);
+        assert_eq!(limited_address(tier1, &headers, &[]), tier1);
+        let stranger: IpAddr = "10.8.0.1".parse().unwrap();
+        assert_eq!(limited_address(stranger, &headers, &trusted), stranger);
+        headers.insert("X-ClientIP", HeaderValue::from_static("not an address"));
+        assert_eq!(limited_address(tier1, &headers, &trusted), tier1);
+        assert_eq!(limited_address(tier1, &HeaderMap::new(), &trusted), tier1);
     }
 }

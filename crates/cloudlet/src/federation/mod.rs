@@ -32,8 +32,12 @@ pub mod registry;
 pub mod report;
 pub mod routes;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use axum::http::HeaderMap;
+use sinfonia::deploy::IpNet;
 
 use crate::federation::client::ClientInfo;
 use crate::rate_limit::RateLimiter;
@@ -62,6 +66,9 @@ pub struct FederationConfig {
     /// The MaxMind city database that locates clients without
     /// `X-Location` (`--geoip-db`).
     pub geoip_db: Option<PathBuf>,
+    /// Proxies whose `X-ClientIP` the deploy limit believes
+    /// (`--trusted-proxy`; [`client::limited_address`]).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for FederationConfig {
@@ -70,6 +77,7 @@ impl Default for FederationConfig {
             cloudlet_token: None,
             forward_timeout: DEFAULT_FORWARD_TIMEOUT,
             geoip_db: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct Federation {
     pub report_limiter: RateLimiter,
     /// Locates clients without `X-Location`, when given.
     pub geoip: Option<GeoIpDb>,
+    /// Proxies whose `X-ClientIP` the deploy limit believes.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Why tier 1 cannot start.
@@ -114,7 +124,14 @@ impl Federation {
             token: config.cloudlet_token,
             report_limiter: RateLimiter::new(REPORTS_PER_MINUTE),
             geoip,
+            trusted_proxies: config.trusted_proxies,
         })
+    }
+
+    /// The address a deploy request from `connection` counts against in
+    /// the per-address limit ([`client::limited_address`]).
+    pub fn limited_address(&self, connection: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client::limited_address(connection, headers, &self.trusted_proxies)
     }
 
     /// `client` as placement sees it: located by its address when it gave
