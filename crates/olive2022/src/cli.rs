@@ -77,7 +77,7 @@ pub enum Command {
     /// Extract the disk of a VMNetX package as a compressed qcow2 image.
     Extract(ExtractArgs),
     /// Run an embedded single-machine Sinfonia cloudlet (tier 1 + tier 2).
-    Cloudlet(CloudletArgs),
+    Cloudlet(Box<CloudletArgs>),
     /// Run a Sinfonia tier 1 alone: cloudlets report to it, deploys are
     /// placed on the best of them and forwarded.
     Tier1(Tier1Args),

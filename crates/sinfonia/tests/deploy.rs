@@ -854,17 +854,25 @@ fn answers_are_bounded_in_count() {
 
 #[test]
 fn networks_hold_their_addresses_and_mapped_ones() {
-    let net: IpNet = "10.1.0.0/16".parse().unwrap();
-    assert!(net.contains("10.1.255.1".parse().unwrap()));
-    assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()));
-    assert!(!net.contains("10.2.0.1".parse().unwrap()));
-    assert!(!net.contains("::1".parse().unwrap()));
-    let all: IpNet = "0.0.0.0/0".parse().unwrap();
-    assert!(all.contains("8.8.8.8".parse().unwrap()));
-    let host: IpNet = "127.0.0.1".parse().unwrap();
-    assert!(host.contains("127.0.0.1".parse().unwrap()));
-    assert!(!host.contains("127.0.0.2".parse().unwrap()));
-    let v6: IpNet = "fd00::/8".parse().unwrap();
-    assert!(v6.contains("fd12::1".parse().unwrap()));
-    assert!(!v6.contains("fe80::1".parse().unwrap()));
+    let ten = net("10.1.0.0/16");
+    assert!(ten.contains(ip("10.1.255.1")));
+    assert!(ten.contains(ip("::ffff:10.1.0.1")));
+    assert!(!ten.contains(ip("10.2.0.1")));
+    assert!(!ten.contains(ip("::1")));
+    let all = net("0.0.0.0/0");
+    assert!(all.contains(ip("8.8.8.8")));
+    let host = net("127.0.0.1");
+    assert!(host.contains(ip("127.0.0.1")));
+    assert!(!host.contains(ip("127.0.0.2")));
+    let v6 = net("fd00::/8");
+    assert!(v6.contains(ip("fd12::1")));
+    assert!(!v6.contains(ip("fe80::1")));
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().expect("a network")
+}
+
+fn ip(text: &str) -> std::net::IpAddr {
+    text.parse().expect("an address")
 }
