@@ -49,10 +49,15 @@ async fn server() -> BrowserServer {
 
 /// One raw HTTP/1.1 request; returns the status code and the whole answer.
 async fn request(port: u16, head: &str) -> (u16, String) {
+    request_within(port, head, Duration::from_secs(5)).await
+}
+
+/// [`request`], its answer awaited at most `limit`.
+async fn request_within(port: u16, head: &str, limit: Duration) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut answer));
     let _ = read.await;
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer
@@ -238,5 +243,50 @@ async fn the_websocket_carries_rfb_bytes_and_a_new_page_supersedes_the_old() {
     .await
     .unwrap()
     .unwrap();
+    server.shutdown();
+}
+
+/// Any local user may connect to 127.0.0.1: connections are bounded in
+/// number and idle ones are closed after the header timeout, so the page
+/// still loads, once the idle ones are gone.
+#[tokio::test]
+async fn idle_connections_are_closed_and_bounded_in_number() {
+    use launch::browser::connections::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+    let server = server().await;
+    let host = format!("127.0.0.1:{}", server.port());
+    // More silent connections than the cap, and one that sends half a
+    // request line.
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS + 4 {
+        idle.push(
+            TcpStream::connect(("127.0.0.1", server.port()))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /").await.unwrap();
+
+    // The page waits behind the cap until the idle ones time out, then
+    // comes.
+    let asked = tokio::time::Instant::now();
+    let page = get(&path_of(&server, "vnc.html"), &host, "");
+    let (status, _) = request_within(server.port(), &page, HEADER_TIMEOUT * 4).await;
+    assert_eq!(status, 200);
+    let waited = asked.elapsed();
+    assert!(
+        waited >= HEADER_TIMEOUT - Duration::from_secs(1),
+        "no bound on connections: the page came after {waited:?}"
+    );
+
+    // Every idle connection was closed by the server (hyper may first
+    // answer the half request with a 408).
+    for stream in idle.iter_mut().chain([&mut slow]) {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(HEADER_TIMEOUT * 4, stream.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "an idle connection was kept open");
+    }
     server.shutdown();
 }

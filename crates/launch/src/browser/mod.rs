@@ -6,12 +6,14 @@
 //! The room: [`guard`] (who may ask: token, `Host`, `Origin`), [`novnc`]
 //! (finding and serving noVNC's files), [`bridge`] (one WebSocket to the
 //! display), [`presence`] (whether the page is there, the reload grace),
-//! [`server`] (the HTTP server tying them together), [`opener`]
+//! [`server`] (the HTTP server tying them together), [`connections`]
+//! (its connections, bounded in number and header time), [`opener`]
 //! (`$BROWSER`, `xdg-open`), [`error`]. The launch's second step with all
 //! of it is [`crate::browser_view`], outside this room: it speaks the
 //! launch's errors, which wrap this room's.
 
 pub mod bridge;
+pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod novnc;

@@ -6,6 +6,8 @@
 //!
 //! One page at a time: a new WebSocket supersedes the previous one (a
 //! reload replaces the page) so there is never more than one bridge.
+//! Connections are bounded in number and in header time
+//! ([`super::connections`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::browser::bridge::{BridgeEnd, CHUNK_SIZE, bridge};
+use crate::browser::connections;
 use crate::browser::error::BrowserError;
 use crate::browser::guard::{Guard, Token};
 use crate::browser::novnc::{NoVnc, PAGE};
@@ -46,7 +49,7 @@ pub struct BrowserServer {
     guard: Guard,
     port: u16,
     presence: watch::Receiver<Presence>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl BrowserServer {
@@ -66,7 +69,7 @@ impl BrowserServer {
             presence: tracker,
         });
         let app = axum::Router::new().fallback(handle).with_state(shared);
-        let task = tokio::spawn(async move { axum::serve(listener, app).await });
+        let task = tokio::spawn(connections::serve(listener, app));
         tracing::debug!(port, "browser view's server listening on 127.0.0.1");
         Ok(BrowserServer {
             guard,
