@@ -26,6 +26,8 @@
 //!   liveness is in [`server`]);
 //! - [`listener`]: the socket, each connection's request line checked
 //!   before the HTTP library reads it;
+//! - [`connections`]: the connections served, every request's headers
+//!   within a timeout, graceful on stop;
 //! - [`local`]: the single-machine [`Backend`], VMs under QEMU (`vmrunner`)
 //!   and clients on the user-space WireGuard server (`tunnel`);
 //! - `lazy_vm`: a VM running ahead of its disk's download
@@ -51,6 +53,7 @@ pub mod access_log;
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod connections;
 pub mod data_dir;
 pub mod federation;
 mod lazy_vm;

@@ -16,7 +16,9 @@
 //! Later requests on a kept-alive connection are not looked at here; the
 //! router refuses their long targets (`problems::limit_uri`) up to 64 KiB.
 //!
-//! At most [`MAX_CONNECTIONS`] connections are open at once.
+//! At most [`MAX_CONNECTIONS`] connections are open at once; they are
+//! served by [`crate::connections`], which bounds the time of every
+//! later request's headers ([`HEADER_TIMEOUT`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,6 +40,14 @@ use crate::problems::MAX_URI_LENGTH;
 pub const MAX_REQUEST_LINE: usize = MAX_URI_LENGTH + 64;
 /// How long a new connection has to send its request line.
 pub const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection has to send a request's headers, the first or
+/// the next on a kept-alive connection (a silent one is closed).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long our own HTTP clients of cloudlets and tier 1s (forwards,
+/// reports) keep an idle connection: less than [`HEADER_TIMEOUT`], so they
+/// let it go before the server closes it, and never send a request on a
+/// connection the server is closing.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections checked and waiting for the server to take them.
 const QUEUE: usize = 64;
 /// Most connections open at once; beyond, new ones wait in the kernel's
@@ -49,14 +59,6 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// access log (`ConnectInfo<ClientAddr>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// A [`TcpListener`] whose connections have had their request line checked.
 pub struct GuardedListener {
@@ -85,11 +87,9 @@ impl Drop for GuardedListener {
     }
 }
 
-impl axum::serve::Listener for GuardedListener {
-    type Io = Replayed;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Replayed, SocketAddr) {
+impl GuardedListener {
+    /// The next checked connection and its client's address.
+    pub async fn accept(&mut self) -> (Replayed, SocketAddr) {
         match self.checked.recv().await {
             Some(connection) => connection,
             // The acceptor only stops when the listener is dropped.
@@ -97,8 +97,9 @@ impl axum::serve::Listener for GuardedListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local_addr)
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 }
 

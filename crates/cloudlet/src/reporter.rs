@@ -119,6 +119,7 @@ impl Reporter {
         let client = reqwest::Client::builder()
             .timeout(REPORT_TIMEOUT)
             .connect_timeout(REPORT_TIMEOUT)
+            .pool_idle_timeout(crate::listener::CLIENT_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         let config = Arc::new(config);

@@ -486,13 +486,10 @@ impl<B: Backend> Cloudlet<B> {
         let reaper = registry.spawn_reaper(self.app.config.reap_period());
         let router = router(Arc::clone(&self.app));
         let listener = GuardedListener::new(self.listener).map_err(ServeError::Serve)?;
-        let router = router.into_make_service_with_connect_info::<ClientAddr>();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        crate::connections::serve(listener, router, shutdown).await;
         reaper.abort();
         registry.shutdown().await;
-        served.map_err(ServeError::Serve)
+        Ok(())
     }
 }
 

@@ -101,11 +101,8 @@ impl Tier1 {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let listener = GuardedListener::new(self.listener).map_err(ServeError::Serve)?;
-        let router = router(self.app).into_make_service_with_connect_info::<ClientAddr>();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Serve)
+        crate::connections::serve(listener, router(self.app), shutdown).await;
+        Ok(())
     }
 }
 

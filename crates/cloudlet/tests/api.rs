@@ -1315,6 +1315,64 @@ fn slow_clients_are_cut_off() {
     assert_eq!(server.call(Method::GET, "/cloudlets/").status, 200);
 }
 
+/// A connection that sends its request line and then dribbles its
+/// headers, and one kept alive and silent after its first request, are
+/// closed by the header timeout: otherwise 1,024 of them would hold every
+/// connection slot for ever.
+#[test]
+fn stalled_headers_and_idle_kept_alive_connections_are_closed() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let limit = cloudlet::listener::HEADER_TIMEOUT + Duration::from_secs(10);
+    let closed_within = move |mut stream: std::net::TcpStream| {
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let outcome = stream.read_to_end(&mut rest);
+        (outcome.is_ok(), started.elapsed())
+    };
+
+    let stalled = thread::spawn({
+        let addr = server.addr;
+        move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            // One header byte a second: never the end of the headers.
+            let writer = stream.try_clone().unwrap();
+            thread::spawn(move || {
+                let mut writer = writer;
+                for _ in 0..60 {
+                    thread::sleep(Duration::from_secs(1));
+                    if writer.write_all(b"X").is_err() {
+                        break;
+                    }
+                }
+            });
+            closed_within(stream)
+        }
+    });
+
+    let mut kept = std::net::TcpStream::connect(server.addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 256];
+    let read = kept.read(&mut answer).unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    let (closed, waited) = closed_within(kept);
+    assert!(
+        closed,
+        "a kept-alive idle connection stayed open {waited:?}"
+    );
+    assert!(waited < limit, "{waited:?}");
+
+    let (closed, waited) = stalled.join().unwrap();
+    assert!(closed, "stalled headers kept the connection {waited:?}");
+    assert!(waited < limit, "{waited:?}");
+    assert_eq!(server.call(Method::GET, "/cloudlets/").status, 200);
+}
+
 /// Deploys a tier 1 in front forwards all come from its address; a
 /// trusted proxy's `X-ClientIP` names the client the limit counts, and
 /// anybody else's header is not believed.
