@@ -1256,6 +1256,36 @@ fn broken_helpers_are_clear_errors_that_never_show_a_secret() {
     );
 }
 
+/// A helper that never answers (a locked keyring waiting for a password
+/// nobody types) is killed at the timeout: a clear error, no process left.
+#[test]
+fn a_helper_that_never_answers_is_killed_at_the_timeout() {
+    let bin = tempfile::tempdir().unwrap();
+    let pid_file = bin.path().join("helper.pid");
+    let body = format!("echo $$ > '{}'; exec sleep 300", pid_file.display());
+    let env = script_helper(&bin, "hangs", &body);
+    let config = docker_config(&serde_json::json!({"credsStore": "hangs"}));
+    let started = std::time::Instant::now();
+    let error = credentials::lookup(&docker_env(&config, env), "r.example", "x").unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(error, HelperError::Timeout { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("docker-credential-hangs"), "{text}");
+    assert!(text.contains("r.example"), "{text}");
+    assert!(text.contains("within 30 s"), "{text}");
+    assert!(waited >= credentials::helper::HELPER_TIMEOUT, "{waited:?}");
+    assert!(
+        waited < credentials::helper::HELPER_TIMEOUT + Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_entry = format!("/proc/{}", pid.trim());
+    assert!(
+        !std::path::Path::new(&proc_entry).exists(),
+        "the helper {pid} still runs"
+    );
+}
+
 #[test]
 fn identity_tokens_are_exchanged_at_the_token_server() {
     let fake = FakeRegistry::start(FakeConfig {

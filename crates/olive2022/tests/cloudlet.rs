@@ -118,6 +118,52 @@ fn a_package_in_a_registry_is_deployed_under_qemu_and_reached_through_the_tunnel
     assert_eq!(cloudlet.vms().len(), 2, "one VM per client");
 }
 
+/// Real registries speak HTTPS: an image in a docker-registry whose
+/// certificate comes from a throw-away CA is deployed by a cloudlet given
+/// that CA (`--registry-ca`). Without it, the client's deploy fails with
+/// an error naming the registry, its HTTPS and the option, and no VM
+/// starts.
+#[test]
+fn a_vm_from_an_https_registry_is_deployed_with_the_registry_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = testkit::tls::TestCa::new("olive2022 cloudlet test CA");
+    let registry = TestRegistry::start_with(None, Some(&ca));
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let recipes = converted(
+        dir.path(),
+        &[
+            "--registry",
+            &format!("{}/olive", registry.host),
+            "--registry-ca",
+            ca_file,
+        ],
+    );
+
+    let untrusting = CloudletProcess::start(&recipes, &dir.path().join("plain"), &[]);
+    let (refused, _) = launch(&untrusting.api, &dir.path().join("refused"));
+    assert!(!refused.status.success());
+    let said = text(&refused);
+    // A loopback registry is tried over plain HTTP first, as docker does;
+    // this one answers that it speaks HTTPS, and the error says so.
+    assert!(
+        said.contains("HTTPS") && said.contains(&registry.host),
+        "{said}"
+    );
+    assert!(untrusting.vms().is_empty());
+    let log = untrusting.log();
+    assert!(log.contains("--registry-ca"), "{log}");
+    drop(untrusting);
+
+    let trusting = CloudletProcess::start(
+        &recipes,
+        &dir.path().join("data"),
+        &["--registry-ca", ca_file],
+    );
+    let (output, report) = launch(&trusting.api, &dir.path().join("alice"));
+    assert_screen(&output, report.as_ref());
+    assert_eq!(trusting.vms().len(), 1);
+}
+
 #[test]
 fn the_original_sinfonia_tier3_and_our_stage2_reach_a_vm_of_our_cloudlet() {
     let (dir, recipes) = converted_to_layout();
