@@ -9,6 +9,7 @@
 //! | `olive2022_cloudlet_tunnel_peers` | gauge | clients admitted on the WireGuard endpoint |
 //! | `olive2022_cloudlet_tunnel_bytes_total{direction}` | counter | WireGuard bytes, `rx` and `tx` |
 //! | `olive2022_cloudlet_image_cache_bytes` | gauge | bytes in the image cache |
+//! | `olive2022_cloudlet_forwards_total{outcome}`, `…_forward_seconds`, `…_reports_total{outcome}`, `…_reported_cloudlets` | | the tier-1 role, for the cloudlets that report here ([`crate::federation::metrics`]) |
 //! | `olive2022_cloudlet_pull_seconds` | histogram | time from a pull's start to its complete disk image (full pulls, and lazy ones when their download is verified; not cache hits) |
 //!
 //! The gauges and the tunnel's byte counts are read from the registry and
@@ -25,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::backend::BackendStats;
+use crate::federation::metrics::FederationMetrics;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -89,7 +91,14 @@ impl Default for Metrics {
 impl Metrics {
     /// Every metric registered, at zero.
     pub fn new() -> Metrics {
+        Metrics::with_federation(&FederationMetrics::default())
+    }
+
+    /// Every metric registered, at zero, with those of the tier-1 role
+    /// (which its [`crate::federation::Federation`] counts).
+    pub fn with_federation(federation: &FederationMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("olive2022_cloudlet");
+        federation.register(&mut registry);
         let vms_running = Gauge::default();
         registry.register(
             "vms_running",

@@ -354,6 +354,10 @@ async fn metrics_get<B: Backend>(State(app): AppState<B>) -> Response {
     let stats = tokio::task::spawn_blocking(move || backend.stats())
         .await
         .unwrap_or_default();
+    let reported = app.federation.registry.list(std::time::Instant::now());
+    app.federation
+        .metrics
+        .set_reported_cloudlets(reported.len());
     let text = app.metrics.render(app.registry.running(), &stats);
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
 }
@@ -441,6 +445,7 @@ impl<B: Backend> Cloudlet<B> {
         })?;
         let registry = Registry::with_shared_backend(backend, config.limits());
         let federation = Federation::new(config.federation.clone())?;
+        let metrics = Metrics::with_federation(&federation.metrics);
         Ok(Cloudlet {
             listener,
             app: Arc::new(App {
@@ -450,7 +455,7 @@ impl<B: Backend> Cloudlet<B> {
                 registry,
                 local_addr,
                 federation,
-                metrics: Metrics::new(),
+                metrics,
             }),
         })
     }

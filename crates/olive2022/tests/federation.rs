@@ -519,6 +519,28 @@ fn a_killed_cloudlet_costs_one_forward_and_one_that_left_is_never_tried() {
         assert_eq!(served_by(&answer), sites.cloudlets[0].endpoint());
     }
     assert_eq!(sites.cloudlets[2].deploys_seen(), seen_before);
+
+    // What the operator's Prometheus sees: one failed forward (the dead
+    // cloudlet, tried once), the goodbye and the unknown one, and two
+    // cloudlets left.
+    let metrics = testkit::run("curl", &["-s", &format!("{tier1}/metrics")]);
+    for line in [
+        "olive2022_tier1_forwards_total{outcome=\"failed\"} 1",
+        "olive2022_tier1_deploy_requests_total{outcome=\"placed\"} 5",
+        "olive2022_tier1_reports_total{outcome=\"goodbye\"} 1",
+        "olive2022_tier1_reports_total{outcome=\"unknown\"} 1",
+        "olive2022_tier1_reported_cloudlets 2",
+    ] {
+        assert!(metrics.contains(line), "{line}:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("olive2022_tier1_reports_total{outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("olive2022_tier1_forwards_total{outcome=\"deployed\"} 5"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -106,6 +106,7 @@ where
             }
             Some(i) => {
                 let remote = &remotes[i];
+                let sent = Instant::now();
                 let forwarded = federation
                     .forwarder
                     .deploy(
@@ -115,6 +116,8 @@ where
                         &request.client,
                     )
                     .await;
+                let seconds = sent.elapsed().as_secs_f64();
+                federation.metrics.forwarded(&forwarded, seconds);
                 match forwarded {
                     Ok(list) => answers.extend(list),
                     Err(error) => {

@@ -18,7 +18,8 @@
 //! - [`forward`]: one deploy request sent on to a tier 2, its answer
 //!   checked;
 //! - [`dispatch`]: the candidates tried in turn until enough answered;
-//! - [`routes`]: the report endpoints, shared by both servers.
+//! - [`routes`]: the report endpoints, shared by both servers;
+//! - [`metrics`]: forwards, reports and known cloudlets for Prometheus.
 //!
 //! [`Federation`] holds the state both servers share.
 
@@ -27,6 +28,7 @@ pub mod client;
 pub mod dispatch;
 pub mod forward;
 pub mod geoip;
+pub mod metrics;
 pub mod placement;
 pub mod registry;
 pub mod report;
@@ -98,6 +100,8 @@ pub struct Federation {
     pub geoip: Option<GeoIpDb>,
     /// Proxies whose `X-ClientIP` the deploy limit believes.
     pub trusted_proxies: Vec<IpNet>,
+    /// Forwards, reports and known cloudlets, for `GET /metrics`.
+    pub metrics: metrics::FederationMetrics,
 }
 
 /// Why tier 1 cannot start.
@@ -125,6 +129,7 @@ impl Federation {
             report_limiter: RateLimiter::new(REPORTS_PER_MINUTE),
             geoip,
             trusted_proxies: config.trusted_proxies,
+            metrics: metrics::FederationMetrics::default(),
         })
     }
 

@@ -27,10 +27,20 @@ pub async fn post_report(
     reporter: Option<IpAddr>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let recorded = record_report(federation, headers, reporter, body).await;
+    federation.metrics.reported(&recorded, false);
+    recorded.map(|()| StatusCode::NO_CONTENT.into_response())
+}
+
+async fn record_report(
+    federation: &Federation,
+    headers: &HeaderMap,
+    reporter: Option<IpAddr>,
+    body: Body,
+) -> Result<(), ApiError> {
     admit(federation, headers, reporter)?;
     let report = read_report(body).await?;
-    federation.registry.record(report, Instant::now())?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    federation.registry.record(report, Instant::now()).map(drop)
 }
 
 /// `DELETE /api/v1/cloudlets/{uuid}`.
@@ -40,10 +50,21 @@ pub fn delete_report(
     reporter: Option<IpAddr>,
     uuid: &str,
 ) -> Result<Response, ApiError> {
+    let removed = remove_cloudlet(federation, headers, reporter, uuid);
+    federation.metrics.reported(&removed, true);
+    removed.map(|()| StatusCode::NO_CONTENT.into_response())
+}
+
+fn remove_cloudlet(
+    federation: &Federation,
+    headers: &HeaderMap,
+    reporter: Option<IpAddr>,
+    uuid: &str,
+) -> Result<(), ApiError> {
     admit(federation, headers, reporter)?;
     let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| ApiError::BadUuid { value: echo(uuid) })?;
     if federation.registry.remove(uuid, Instant::now()) {
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(())
     } else {
         Err(ApiError::UnknownCloudlet(uuid))
     }

@@ -6,8 +6,11 @@
 //! `DELETE /cloudlets/{uuid}` ([`crate::federation::routes`]); with
 //! `--recipes`, `GET /recipe/{uuid}/` and an unknown backend refused with
 //! 404 before any forward (without, every UUID is passed on, as tier 2
-//! has the recipes). At the root, `GET /healthz`. Same socket guard,
-//! problem+json errors, access log and deploy rate limit as the cloudlet.
+//! has the recipes). At the root, `GET /healthz` and `GET /metrics`
+//! ([`metrics`]). Same socket guard, problem+json errors, access log and
+//! deploy rate limit as the cloudlet.
+
+pub mod metrics;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
@@ -28,11 +32,13 @@ use crate::federation::dispatch::{DeployRequest, LocalCandidate, dispatch};
 use crate::federation::routes::{delete_report, post_report};
 use crate::federation::{Federation, FederationConfig};
 use crate::listener::{ClientAddr, GuardedListener};
+use crate::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::problems::{ApiError, echo};
 use crate::rate_limit::RateLimiter;
 use crate::recipes::RecipeStore;
 use crate::server::{ServeError, with_common_layers};
 use crate::spec::{parse_application_key, parse_backend_uuid};
+use metrics::Tier1Metrics;
 
 /// What tier 1 alone needs.
 #[derive(Debug, Clone)]
@@ -51,6 +57,7 @@ struct Tier1App {
     federation: Federation,
     recipes: Option<RecipeStore>,
     deploy_limiter: RateLimiter,
+    metrics: Tier1Metrics,
 }
 
 type Tier1State = State<Arc<Tier1App>>;
@@ -80,12 +87,14 @@ impl Tier1 {
             source,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        let metrics = Tier1Metrics::new(&federation.metrics);
         Ok(Tier1 {
             listener,
             app: Arc::new(Tier1App {
                 federation,
                 recipes,
                 deploy_limiter: RateLimiter::new(config.deploy_rate),
+                metrics,
             }),
         })
     }
@@ -119,21 +128,45 @@ async fn deploy_post(
     headers: HeaderMap,
     extensions: Extensions,
 ) -> Result<Response, ApiError> {
-    let connection = connection(&extensions);
-    if let Some(address) = connection {
+    let asked = Asked {
+        uuid: &uuid,
+        key: &key,
+        query: query.as_deref(),
+        headers: &headers,
+        connection: connection(&extensions),
+    };
+    let result = deploy(&app, asked).await;
+    app.metrics.deploy_request(&result);
+    result
+}
+
+/// A deploy request as it came.
+struct Asked<'a> {
+    uuid: &'a str,
+    key: &'a str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    connection: Option<IpAddr>,
+}
+
+/// Limits, checks and places a deploy request.
+async fn deploy(app: &Tier1App, asked: Asked<'_>) -> Result<Response, ApiError> {
+    if let Some(address) = asked.connection {
         let now = std::time::Instant::now();
-        let limited = app.federation.limited_address(address, &headers);
+        let limited = app.federation.limited_address(address, asked.headers);
         app.deploy_limiter
             .check(limited, now)
             .map_err(ApiError::RateLimited)?;
     }
-    let uuid = parse_backend_uuid(&uuid).map_err(|_| ApiError::BadUuid { value: echo(&uuid) })?;
-    let key = parse_application_key(&key).map_err(ApiError::BadKey)?;
+    let uuid = parse_backend_uuid(asked.uuid).map_err(|_| ApiError::BadUuid {
+        value: echo(asked.uuid),
+    })?;
+    let key = parse_application_key(asked.key).map_err(ApiError::BadKey)?;
     let request = DeployRequest {
         uuid,
         key,
-        client: ClientInfo::from_request(&headers, connection)?,
-        results: results(query.as_deref())?,
+        client: ClientInfo::from_request(asked.headers, asked.connection)?,
+        results: results(asked.query)?,
     };
     if let Some(recipes) = &app.recipes {
         recipes.load(uuid).await.map_err(ApiError::Recipe)?;
@@ -141,6 +174,16 @@ async fn deploy_post(
     type NoLocal = fn() -> std::future::Ready<Result<sinfonia::deployment::Deployment, ApiError>>;
     let answers = dispatch(&app.federation, &request, None::<LocalCandidate<NoLocal>>).await?;
     Ok(Json(answers).into_response())
+}
+
+/// `GET /metrics`, with the number of cloudlets reporting now.
+async fn metrics_get(State(app): Tier1State) -> Response {
+    let reported = app.federation.registry.list(std::time::Instant::now());
+    app.federation
+        .metrics
+        .set_reported_cloudlets(reported.len());
+    let content_type = [(CONTENT_TYPE, METRICS_CONTENT_TYPE)];
+    (content_type, app.metrics.render()).into_response()
 }
 
 async fn recipe_get(
@@ -191,5 +234,8 @@ fn router(app: Arc<Tier1App>) -> Router {
         .route("/cloudlets/", cloudlets.clone())
         .route("/cloudlets", cloudlets)
         .route("/cloudlets/{uuid}", delete(cloudlets_delete));
-    with_common_layers(Router::new().nest("/api/v1", api)).with_state(app)
+    let root = Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics_get));
+    with_common_layers(root).with_state(app)
 }
