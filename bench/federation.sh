@@ -40,9 +40,11 @@ url=vmnetx+https://olivearchive.org/bench/federation.nxpk
 uuid=$("$OLIVE" uuid "$url")
 
 # Our tier 1, Sinfonia's when SINFONIA_VENV is set, and two cloudlets that
-# report to both every 15 s. Cloudlet a counts the loopback clients as
-# local, so both tier 1s place every deploy on it first: the latencies
-# compare the same path, and a's death is seen the same way by both.
+# report to both every 15 s. Cloudlet a is in Pittsburgh, b in Lisbon, and
+# every deploy says it comes from Pittsburgh (X-Location), so both tier 1s
+# place it on a first: the latencies compare the same path, and a's death
+# is seen the same way by both. (Sinfonia's tier 1 ignores reported local
+# networks, and orders cloudlets at random after location.)
 tier1=127.0.0.1:$(port)
 "$OLIVE" -q tier1 --listen "$tier1" --deploy-rate 0 --forward-timeout 5 &
 pids+=("$!")
@@ -59,11 +61,11 @@ for where in "$tier1" $sinfonia_api; do wait_http "http://$where/api/v1/cloudlet
 declare -A api pid
 for name in a b; do
     api[$name]=127.0.0.1:$(port)
-    local_net=()
-    [ "$name" = a ] && local_net=(--local-network 127.0.0.0/8)
+    place=(--location 38.72,-9.14)
+    [ "$name" = a ] && place=(--location 40.44,-79.94)
     "$OLIVE" -q cloudlet --listen "${api[$name]}" --wg-listen "127.0.0.1:$(port)" \
         --recipes "$work/RECIPES" --data-dir "$work/$name" --cache-dir "$work/$name/cache" \
-        --max-vms 8 --deploy-rate 0 "${reports[@]}" "${local_net[@]}" &
+        --max-vms 8 --deploy-rate 0 "${reports[@]}" "${place[@]}" &
     pid[$name]=$!
     pids+=("$!")
 done
@@ -77,7 +79,8 @@ done
 
 # deploy BASE KEY: seconds for one deploy (fails loudly).
 deploy() {
-    curl -sf -o /dev/null -w '%{time_total}\n' -X POST "http://$1/api/v1/deploy/$uuid/$2"
+    curl -sf -o /dev/null -w '%{time_total}\n' -H 'X-Location: 40.44,-79.94' \
+        -X POST "http://$1/api/v1/deploy/$uuid/$2"
 }
 # median BASE: the median of N deploys of one key already deployed.
 median() {
@@ -114,7 +117,7 @@ printf '%-34s %14s %14s\n' "through Sinfonia's tier 1" "$sinfonia" "$sinfonia_ne
 kill -KILL "${pid[a]}"
 wait "${pid[a]}" 2>/dev/null || true
 killed=$(date +%s.%N)
-curl -sf -o /dev/null -X POST "http://$tier1/api/v1/deploy/$uuid/$(key)"
+deploy "$tier1" "$(key)" >/dev/null
 recovered=$(date +%s.%N)
 awk -v a="$killed" -v b="$recovered" \
     'BEGIN { printf "SIGKILL of a cloudlet to the next successful deploy, through olive2022 tier1: %.1f s\n", b - a }'
@@ -122,7 +125,7 @@ if [ -n "$sinfonia_api" ]; then
     failed=0
     result="no successful deploy within 420 s"
     while awk -v a="$killed" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - a < 420) }'; do
-        if curl -sf -o /dev/null -X POST "http://$sinfonia_api/api/v1/deploy/$uuid/$(key)"; then
+        if deploy "$sinfonia_api" "$(key)" >/dev/null 2>&1; then
             result=$(awk -v a="$killed" -v b="$(date +%s.%N)" -v f="$failed" \
                 'BEGIN { printf "%.1f s (%d deploys failed before)", b - a, f }')
             break

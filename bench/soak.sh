@@ -14,6 +14,9 @@
 #
 # usage: bench/soak.sh [SECONDS] [CLIENTS]   (default: 600 s, 20 clients)
 #        OLIVE2022=path/to/olive2022 bench/soak.sh …  (skip the release build)
+#        HEAPTRACK=FILE bench/soak.sh …  (the cloudlet under heaptrack, its
+#        profile in FILE.zst; prints the peak heap and what was never
+#        freed: runs of different lengths tell a leak from fixed costs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -29,7 +32,7 @@ cloudlet=
 loops=()
 cleanup() {
     for pid in "${loops[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -n "$cloudlet" ] && kill -TERM "$cloudlet" 2>/dev/null && wait "$cloudlet" 2>/dev/null
+    [ -n "$cloudlet" ] && kill -TERM "$cloudlet" 2>/dev/null && wait "$launcher" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,10 +46,26 @@ url=vmnetx+https://olivearchive.org/bench/soak.nxpk
 "$olive" -q convert --yes --output "oci:$work/layout" --recipes "$work/RECIPES" "$url" "$work/vm.nxpk" >/dev/null
 
 api=127.0.0.1:$(port)
-"$olive" -q cloudlet --listen "$api" --wg-listen "127.0.0.1:$(port)" --recipes "$work/RECIPES" \
+profiler=()
+if [ -n "${HEAPTRACK:-}" ]; then
+    command -v heaptrack >/dev/null || { echo "HEAPTRACK needs heaptrack (apt-get install heaptrack)" >&2; exit 1; }
+    profiler=(heaptrack -o "$HEAPTRACK")
+fi
+"${profiler[@]}" "$olive" -q cloudlet --listen "$api" --wg-listen "127.0.0.1:$(port)" --recipes "$work/RECIPES" \
     --data-dir "$work/data" --cache-dir "$work/cache" --max-vms 4 --idle-timeout 5 \
-    --deploy-rate 0 2>"$work/cloudlet.log" &
-cloudlet=$!
+    --deploy-rate 0 >"$work/profiler.log" 2>"$work/cloudlet.log" &
+launcher=$!
+cloudlet=$launcher
+if [ -n "${HEAPTRACK:-}" ]; then
+    # heaptrack's script runs the cloudlet as its child: measure and
+    # signal that one, wait for the script (it writes the profile last).
+    cloudlet=
+    for _ in $(seq 100); do
+        cloudlet=$(pgrep -P "$launcher" -x olive2022 || true)
+        [ -n "$cloudlet" ] && break
+        sleep 0.1
+    done
+fi
 for _ in $(seq 100); do curl -s "http://$api/healthz" >/dev/null && break; sleep 0.1; done
 
 rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$cloudlet/status"; }
@@ -107,7 +126,11 @@ awk 'NR > 2 { n++; x[n] = $2; y[n] = $3; sx += $2; sy += $3 }
          printf "RSS trend after warm-up: %+.2f MiB per 1000 deploys (%d samples, spread ±%.1f MiB, mean %.1f MiB)\n", b * 1000, n, sqrt(ss / n), my
      }' "$work/samples"
 kill -TERM "$cloudlet"
-wait "$cloudlet" && echo "cloudlet exited 0 after SIGTERM"
+wait "$launcher" && echo "cloudlet exited 0 after SIGTERM"
 cloudlet=
+if [ -n "${HEAPTRACK:-}" ]; then
+    heaptrack_print -f "$(ls "$HEAPTRACK".* | head -1)" 2>/dev/null |
+        grep -E '^(total runtime|calls to allocation functions|peak heap memory consumption|peak RSS|total memory leaked)'
+fi
 sleep 1
 echo "QEMU processes left: $(pgrep -fc "qemu-system.*$work" || true)"

@@ -355,15 +355,7 @@ impl Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
-            if self.wait(Duration::from_secs(30)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        testkit::process::stop(&mut self.child, "INT", Duration::from_secs(30));
     }
 }
 

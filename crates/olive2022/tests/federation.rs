@@ -17,13 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testkit::geoip::{City, write_city_database};
+use testkit::geoip::{LISBON, PITTSBURGH, write_two_cities};
 use testkit::registry::free_port;
 
 const URL: &str = "vmnetx+https://olivearchive.org/launch/federation-test/package.nxpk";
 const TOKEN: &str = "federation-test-token";
-const PITTSBURGH: [f64; 2] = [40.44, -79.94];
-const LISBON: [f64; 2] = [38.72, -9.14];
 const TOKYO: [f64; 2] = [35.68, 139.69];
 
 /// The UUID a test gives site `n`.
@@ -121,20 +119,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.try_wait().unwrap().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill();
+        testkit::process::stop(&mut self.child, "INT", Duration::from_secs(20));
     }
 }
 
@@ -376,21 +361,7 @@ fn clients_land_on_their_own_site_or_the_nearest_cloudlet() {
 fn clients_without_x_location_are_located_by_the_geoip_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("GeoLite2-City.mmdb");
-    write_city_database(
-        &db,
-        &[
-            City {
-                network: "10.231.1.0/24",
-                name: "Pittsburgh",
-                location: PITTSBURGH,
-            },
-            City {
-                network: "10.231.2.0/24",
-                name: "Lisbon",
-                location: LISBON,
-            },
-        ],
-    );
+    write_two_cities(&db);
     let sites = three_sites_in(dir, &["--geoip-db", db.to_str().unwrap()]);
     let (tier1, c) = (&sites.tier1.api, &sites.cloudlets);
     // On no site's network, without X-Location: its address's city.

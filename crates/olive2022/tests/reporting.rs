@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{converted_to_layout, olive, text};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use common::{CloudletProcess, converted_to_layout, olive, text};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,75 +18,16 @@ use testkit::registry::free_port;
 const URL: &str = "vmnetx+https://olivearchive.org/launch/federation-test/package.nxpk";
 const TOKEN: &str = "t0ken-that-must-never-be-logged";
 
-/// `olive2022 -vv cloudlet` as a child process, its log in `<data>.log`;
-/// stopped with SIGTERM on drop.
-struct CloudletProcess {
-    child: Child,
-    api: String,
-    data_dir: PathBuf,
-}
-
-impl CloudletProcess {
-    fn start(recipes: &Path, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let (api_port, wg_port) = (free_port(), free_port());
-        let child = olive()
-            .envs(env.iter().copied())
-            .args(["-vv", "cloudlet", "--recipes", recipes.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{api_port}")])
-            .args(["--wg-listen", &format!("127.0.0.1:{wg_port}")])
-            .args(["--data-dir", data_dir.to_str().unwrap()])
-            .args(["--cache-dir", data_dir.join("cache").to_str().unwrap()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let cloudlet = CloudletProcess {
-            child,
-            api: format!("http://127.0.0.1:{api_port}"),
-            data_dir: data_dir.to_owned(),
-        };
-        wait_until("the cloudlet's API", 60, || {
-            std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
-        });
-        cloudlet
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
-    }
-
-    fn uuid(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("cloudlet.uuid"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    /// SIGTERM, then the exit status (killed after 30 s).
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            return Some(status);
-        }
-        testkit::run("kill", &["-TERM", &self.child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for CloudletProcess {
-    fn drop(&mut self) {
-        self.terminate();
-    }
+/// A cloudlet for these tests: `-vv`, so its log shows every report.
+fn cloudlet(
+    recipes: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> CloudletProcess {
+    let mut flags = vec!["-vv"];
+    flags.extend_from_slice(extra);
+    CloudletProcess::start_with_env(recipes, data_dir, &flags, env)
 }
 
 fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
@@ -120,7 +61,7 @@ fn a_cloudlet_reports_itself_to_tier1_under_a_uuid_that_survives_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let recipes = dir.path().join("RECIPES");
     std::fs::create_dir(&recipes).unwrap();
-    let tier1 = CloudletProcess::start(&recipes, &dir.path().join("tier1"), &[], &[]);
+    let tier1 = cloudlet(&recipes, &dir.path().join("tier1"), &[], &[]);
     let public = "http://tier2.example.org:8443/sinfonia";
     let site = |location: &str| {
         vec![
@@ -143,7 +84,7 @@ fn a_cloudlet_reports_itself_to_tier1_under_a_uuid_that_survives_restarts() {
     let args = site("40.44,-79.94");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let data = dir.path().join("tier2");
-    let mut tier2 = CloudletProcess::start(&recipes, &data, &args, &[]);
+    let mut tier2 = cloudlet(&recipes, &data, &args, &[]);
     let uuid = tier2.uuid();
     let entry = reported(&tier1.api, &uuid, |_| true);
     assert_eq!(entry["endpoint"], format!("{public}/api/v1/deploy"));
@@ -175,7 +116,7 @@ fn a_cloudlet_reports_itself_to_tier1_under_a_uuid_that_survives_restarts() {
     assert!(tier2.terminate().unwrap().success(), "{}", tier2.log());
     let args = site("46.52,6.63");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let tier2 = CloudletProcess::start(&recipes, &data, &args, &[]);
+    let tier2 = cloudlet(&recipes, &data, &args, &[]);
     assert_eq!(tier2.uuid(), uuid);
     reported(&tier1.api, &uuid, |entry| {
         entry["locations"] == serde_json::json!([[46.52, 6.63]])
@@ -201,7 +142,7 @@ fn reports_carry_the_bearer_token_and_a_stop_says_goodbye() {
     let data = dir.path().join("tier2");
     let env = [("OLIVE2022_CLOUDLET_CLOUDLET_TOKEN", TOKEN)];
     let args = ["--tier1-url", &tier1.base];
-    let mut tier2 = CloudletProcess::start(&recipes, &data, &args, &env);
+    let mut tier2 = cloudlet(&recipes, &data, &args, &env);
     let uuid = tier2.uuid();
     wait_until("a report", 60, || {
         tier1.seen().iter().any(|r| r.method == "POST")
@@ -256,7 +197,7 @@ fn without_a_token_no_authorization_header_is_sent() {
     std::fs::create_dir(&recipes).unwrap();
     let tier1 = fake_tier1();
     let args = ["--tier1-url", &tier1.base];
-    let tier2 = CloudletProcess::start(&recipes, &dir.path().join("tier2"), &args, &[]);
+    let tier2 = cloudlet(&recipes, &dir.path().join("tier2"), &args, &[]);
     wait_until("a report", 60, || {
         tier1.seen().iter().any(|r| r.method == "POST")
     });
@@ -276,7 +217,7 @@ fn a_tier1_that_is_down_does_not_stop_the_cloudlet_serving_deploys() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let args = ["--tier1-url", &closed];
     let started = Instant::now();
-    let tier2 = CloudletProcess::start(&recipes, &dir.path().join("tier2"), &args, &[]);
+    let tier2 = cloudlet(&recipes, &dir.path().join("tier2"), &args, &[]);
 
     let report = dir.path().join("report.json");
     let launched = olive()

@@ -161,22 +161,7 @@ struct Running(Child);
 impl Running {
     /// SIGTERM, and the exit status within `grace` (SIGKILL after).
     fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        if let Some(status) = self.0.try_wait().unwrap() {
-            return Some(status);
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        None
+        testkit::process::stop(&mut self.0, "TERM", grace)
     }
 }
 

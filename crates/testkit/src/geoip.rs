@@ -31,6 +31,35 @@ fn writer_python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/opt/mmdb-writer/bin/python3"))
 }
 
+/// Pittsburgh, `[latitude, longitude]`: one of the tests' two cities.
+pub const PITTSBURGH: [f64; 2] = [40.44, -79.94];
+/// Lisbon, the other city, about 5,900 km from Pittsburgh.
+pub const LISBON: [f64; 2] = [38.72, -9.14];
+/// The network [`write_two_cities`] places in Pittsburgh.
+pub const PITTSBURGH_NETWORK: &str = "10.231.1.0/24";
+/// The network [`write_two_cities`] places in Lisbon.
+pub const LISBON_NETWORK: &str = "10.231.2.0/24";
+
+/// Writes the tests' two-city database to `path`: [`PITTSBURGH_NETWORK`]
+/// in Pittsburgh, [`LISBON_NETWORK`] in Lisbon, nothing else.
+pub fn write_two_cities(path: &Path) {
+    write_city_database(
+        path,
+        &[
+            City {
+                network: PITTSBURGH_NETWORK,
+                name: "Pittsburgh",
+                location: PITTSBURGH,
+            },
+            City {
+                network: LISBON_NETWORK,
+                name: "Lisbon",
+                location: LISBON,
+            },
+        ],
+    );
+}
+
 /// One network of the test database.
 #[derive(Debug, Clone, Copy)]
 pub struct City<'a> {

@@ -14,6 +14,7 @@ pub mod cloudlet;
 pub mod credential_helper;
 pub mod geoip;
 pub mod http;
+pub mod process;
 pub mod registry;
 pub mod throttle;
 pub mod tls;

@@ -146,10 +146,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, GeoIpError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use testkit::geoip::{City, write_city_database};
-
-    const PITTSBURGH: [f64; 2] = [40.44, -79.94];
-    const LISBON: [f64; 2] = [38.72, -9.14];
+    use testkit::geoip::{LISBON, PITTSBURGH, write_two_cities};
 
     fn client(address: &str, location: Option<[f64; 2]>) -> ClientInfo {
         ClientInfo {
@@ -162,21 +159,7 @@ mod tests {
     fn cities_are_found_by_address_and_x_location_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("GeoLite2-City.mmdb");
-        write_city_database(
-            &path,
-            &[
-                City {
-                    network: "10.231.1.0/24",
-                    name: "Pittsburgh",
-                    location: PITTSBURGH,
-                },
-                City {
-                    network: "10.231.2.0/24",
-                    name: "Lisbon",
-                    location: LISBON,
-                },
-            ],
-        );
+        write_two_cities(&path);
         let db = GeoIpDb::open(&path).unwrap();
         assert_eq!(db.locate("10.231.1.77".parse().unwrap()), Some(PITTSBURGH));
         assert_eq!(db.locate("10.231.2.5".parse().unwrap()), Some(LISBON));

@@ -163,6 +163,7 @@ pub fn great_circle_km([lat1, lon1]: [f64; 2], [lat2, lon2]: [f64; 2]) -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use testkit::geoip::{LISBON, PITTSBURGH};
 
     fn profile(local: &[&str], locations: &[[f64; 2]], free: f64) -> Profile {
         Profile {
@@ -179,9 +180,6 @@ mod tests {
             location,
         }
     }
-
-    const PITTSBURGH: [f64; 2] = [40.44, -79.94];
-    const LISBON: [f64; 2] = [38.72, -9.14];
 
     #[test]
     fn network_then_location_then_load() {

@@ -15,7 +15,8 @@ pub fn viewer() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rfb-probe"))
 }
 
-/// `olive2022 cloudlet` as a child process, stopped with Ctrl-C on drop.
+/// `olive2022 cloudlet` as a child process, stopped with Ctrl-C (SIGINT)
+/// on drop. Global flags (`-vv`) may come among the `extra` flags.
 pub struct CloudletProcess {
     /// The process.
     pub child: Child,
@@ -81,9 +82,14 @@ impl CloudletProcess {
             api: format!("http://127.0.0.1:{api_port}"),
             data_dir: data_dir.to_owned(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous for a loaded machine; it returns as soon as it serves.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
-            assert!(Instant::now() < deadline, "the cloudlet did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the cloudlet did not start: {}",
+                cloudlet.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         cloudlet
@@ -107,22 +113,23 @@ impl CloudletProcess {
             .collect()
     }
 
+    /// Its UUID, as it reports it to tier 1s (`DATA/cloudlet.uuid`).
+    pub fn uuid(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("cloudlet.uuid"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Ctrl-C (SIGINT); killed after 15 s.
     pub fn interrupt(&mut self) {
-        if self.child.try_wait().unwrap().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        testkit::process::stop(&mut self.child, "INT", Duration::from_secs(15));
+    }
+
+    /// SIGTERM, as `systemctl stop` sends; the exit status, or `None` when
+    /// it had to be killed after 30 s.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        testkit::process::stop(&mut self.child, "TERM", Duration::from_secs(30))
     }
 }
 
