@@ -472,13 +472,13 @@ pub fn federation(
 }
 
 /// `path` from the working directory, when it can be found.
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// The file's text, refused beyond [`MAX_SETTINGS_FILE`] or when it is not
 /// a regular file (a FIFO would block the start forever).
-fn read_bounded(path: &Path) -> Result<String, SettingsError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, SettingsError> {
     let read_error = |source| SettingsError::Read {
         path: path.to_owned(),
         source,
@@ -509,7 +509,7 @@ fn read_bounded(path: &Path) -> Result<String, SettingsError> {
 
 /// A parse error on one line: the line number, the key written on it and
 /// the parser's message (without its drawing of the file).
-fn invalid(path: &Path, text: &str, error: &toml::de::Error) -> SettingsError {
+pub(crate) fn invalid(path: &Path, text: &str, error: &toml::de::Error) -> SettingsError {
     let at = error.span().map_or(0, |span| span.start).min(text.len());
     let before = text.get(..at).unwrap_or_default();
     let line = before.matches('\n').count() + 1;

@@ -430,9 +430,18 @@ pub struct CloudletArgs {
     pub zeroconf: bool,
 }
 
-/// `tier1`.
+/// `tier1`. As for `cloudlet`, a flag wins over its `OLIVE2022_TIER1_*`
+/// variable, which wins over the `--config` file, which wins over the
+/// defaults (`cloudlet::tier1::settings`).
 #[derive(Debug, Args)]
 pub struct Tier1Args {
+    /// Read the settings from this TOML file (keys named as the flags;
+    /// flags and OLIVE2022_TIER1_* variables override it).
+    #[arg(long, env = "OLIVE2022_TIER1_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved settings as a complete TOML file and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Address of the Sinfonia tier-1 API [default: 127.0.0.1:8080].
     #[arg(long, env = "OLIVE2022_TIER1_LISTEN", value_name = "IP:PORT")]
     pub listen: Option<std::net::SocketAddr>,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cloudlet::settings::{DEFAULT_DEPLOY_RATE, DEFAULT_LISTEN, federation};
+use cloudlet::tier1::settings::Tier1Settings;
 use cloudlet::tier1::{Tier1, Tier1Config};
 
 use crate::cli::{Cli, Tier1Args};
@@ -16,17 +16,11 @@ use crate::cloudlet::stop_signal;
 
 /// Runs `tier1` until a stop signal.
 pub fn run(cli: &Cli, args: &Tier1Args) -> Result<ExitCode> {
-    let config = Tier1Config {
-        listen: args.listen.unwrap_or(DEFAULT_LISTEN),
-        recipes_dir: args.recipes.clone(),
-        deploy_rate: args.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
-        federation: federation(
-            args.cloudlet_token.as_deref(),
-            args.forward_timeout,
-            args.geoip_db.clone(),
-            args.trusted_proxy.as_deref().unwrap_or_default(),
-        )?,
-    };
+    let config = settings(args)?;
+    if args.print_config {
+        print!("{}", Tier1Settings::shown(&config)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.dry_run {
         println!(
             "Would serve the Sinfonia tier-1 API on http://{} (reports {})",
@@ -45,6 +39,25 @@ pub fn run(cli: &Cli, args: &Tier1Args) -> Result<ExitCode> {
         .context("cannot start the tier 1's runtime")?;
     runtime.block_on(serve(config, args.announce))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings: flags (and their variables, which clap reads) over the
+/// `--config` file, over the defaults.
+fn settings(args: &Tier1Args) -> Result<Tier1Config> {
+    let given = Tier1Settings {
+        listen: args.listen,
+        recipes: args.recipes.clone(),
+        cloudlet_token: args.cloudlet_token.clone(),
+        forward_timeout: args.forward_timeout,
+        geoip_db: args.geoip_db.clone(),
+        deploy_rate: args.deploy_rate,
+        trusted_proxy: args.trusted_proxy.clone(),
+    };
+    let file = match &args.config {
+        Some(path) => Tier1Settings::from_file(path)?,
+        None => Tier1Settings::default(),
+    };
+    Ok(given.or(file).resolve()?)
 }
 
 async fn serve(config: Tier1Config, announce: bool) -> Result<()> {

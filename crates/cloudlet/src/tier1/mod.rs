@@ -7,10 +7,12 @@
 //! `--recipes`, `GET /recipe/{uuid}/` and an unknown backend refused with
 //! 404 before any forward (without, every UUID is passed on, as tier 2
 //! has the recipes). At the root, `GET /healthz` and `GET /metrics`
-//! ([`metrics`]). Same socket guard, problem+json errors, access log and
+//! ([`metrics`]). Its options come from flags, variables and a TOML file
+//! ([`settings`]). Same socket guard, problem+json errors, access log and
 //! deploy rate limit as the cloudlet.
 
 pub mod metrics;
+pub mod settings;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
