@@ -1,12 +1,14 @@
-//! `contrib/systemd/olive2022-cloudlet.service` as systemd itself reads it
+//! `contrib/systemd/olive2022-cloudlet.service` and
+//! `olive2022-tier1.service` as systemd itself reads them
 //! (`systemd-analyze verify`), the hardening choices QEMU depends on, and
-//! the example settings file read by the real binary.
+//! the example settings files read by the real binary.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const UNIT: &str = "olive2022-cloudlet.service";
+const TIER1_UNIT: &str = "olive2022-tier1.service";
 /// The binary's path in the unit as shipped.
 const INSTALLED: &str = "/usr/local/bin/olive2022";
 
@@ -16,6 +18,10 @@ fn contrib() -> PathBuf {
 
 fn unit_text() -> String {
     std::fs::read_to_string(contrib().join(UNIT)).unwrap()
+}
+
+fn tier1_unit_text() -> String {
+    std::fs::read_to_string(contrib().join(TIER1_UNIT)).unwrap()
 }
 
 /// The unit's settings: `Key=value` lines, comments left out.
@@ -35,13 +41,18 @@ fn value(text: &str, key: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-/// `systemd-analyze verify` of `text` installed as the unit in a fresh
+/// `systemd-analyze verify` of `text` installed as the cloudlet's unit.
+fn verify(text: &str) -> (bool, Vec<String>) {
+    verify_as(UNIT, text)
+}
+
+/// `systemd-analyze verify` of `text` installed as unit `name` in a fresh
 /// directory, `ExecStart` pointing at the built binary (verify checks that
 /// it exists and is executable); every output line naming the unit.
-fn verify(text: &str) -> (bool, Vec<String>) {
+fn verify_as(name: &str, text: &str) -> (bool, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let text = text.replace(INSTALLED, env!("CARGO_BIN_EXE_olive2022"));
-    let unit = dir.path().join(UNIT);
+    let unit = dir.path().join(name);
     std::fs::write(&unit, text).unwrap();
     let output = Command::new("systemd-analyze")
         .arg("verify")
@@ -55,7 +66,7 @@ fn verify(text: &str) -> (bool, Vec<String>) {
     );
     let about_unit = all
         .lines()
-        .filter(|line| line.contains(UNIT))
+        .filter(|line| line.contains(name))
         .map(str::to_owned)
         .collect();
     (output.status.success(), about_unit)
@@ -141,4 +152,42 @@ fn the_example_settings_file_is_read_by_the_cloudlet() {
         settings["cache-dir"].as_str(),
         Some("/var/cache/olive2022-cloudlet")
     );
+}
+
+#[test]
+fn the_tier1_unit_verifies_and_reads_its_example_settings() {
+    let text = tier1_unit_text();
+    assert!(text.contains(&format!("ExecStart={INSTALLED} tier1 --config ")));
+    let (passed, warnings) = verify_as(TIER1_UNIT, &text);
+    assert!(passed && warnings.is_empty(), "{warnings:#?}");
+    let broken = text.replace("[Service]\n", "[Service]\nFrobnicate=yes\n");
+    let (_, warnings) = verify_as(TIER1_UNIT, &broken);
+    assert!(
+        warnings.iter().any(|line| line.contains("Frobnicate")),
+        "{warnings:#?}"
+    );
+
+    let file = contrib().join("tier1.toml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OLIVE2022_TIER1_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .args(["tier1", "--print-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let settings: toml::Table = stdout.parse().unwrap();
+    let example: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+    for key in ["listen", "deploy-rate", "forward-timeout"] {
+        assert_eq!(settings[key], example[key], "{key}");
+    }
 }
