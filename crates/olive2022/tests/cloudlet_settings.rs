@@ -4,25 +4,23 @@
 //! every kind of bad file refused with its name and line.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+use common::settings::{olive_without, printed};
 
 /// `olive2022 cloudlet ARGS` in a clean environment: no cloudlet variable
 /// or systemd directory from the caller, the working directory, HOME and
 /// the XDG directories in `home`, plus `env`.
 fn cloudlet(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
+    let mut command = olive_without("OLIVE2022_CLOUDLET_");
     command
         .arg("cloudlet")
         .args(args)
         .current_dir(home)
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OLIVE2022_CLOUDLET_") {
-            command.env_remove(name);
-        }
-    }
-    command
+        .stdin(Stdio::null())
         .env_remove("STATE_DIRECTORY")
         .env_remove("CACHE_DIRECTORY")
         .env("HOME", home)
@@ -32,17 +30,6 @@ fn cloudlet(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(name, value);
     }
     command.output().unwrap()
-}
-
-/// The printed settings, parsed back as TOML.
-fn printed(output: &Output) -> toml::Table {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.parse().unwrap()
 }
 
 fn string<'a>(table: &'a toml::Table, key: &str) -> &'a str {

@@ -4,8 +4,12 @@
 //! the example settings files read by the real binary.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::settings::{olive_without, printed};
 
 const UNIT: &str = "olive2022-cloudlet.service";
 const TIER1_UNIT: &str = "olive2022-tier1.service";
@@ -113,13 +117,7 @@ fn the_unit_keeps_what_qemu_and_a_graceful_stop_need() {
 fn the_example_settings_file_is_read_by_the_cloudlet() {
     let file = contrib().join("cloudlet.toml");
     let home = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OLIVE2022_CLOUDLET_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
+    let output = olive_without("OLIVE2022_CLOUDLET_")
         .args(["cloudlet", "--print-config", "--config"])
         .arg(&file)
         .env("HOME", home.path())
@@ -129,13 +127,7 @@ fn the_example_settings_file_is_read_by_the_cloudlet() {
         .env_remove("XDG_CACHE_HOME")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let settings: toml::Table = stdout.parse().unwrap();
+    let settings = printed(&output);
     // The file's own keys, as written in it.
     let example: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
     for key in ["listen", "wg-listen", "max-vms", "idle-timeout", "accel"] {
@@ -168,24 +160,12 @@ fn the_tier1_unit_verifies_and_reads_its_example_settings() {
     );
 
     let file = contrib().join("tier1.toml");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OLIVE2022_TIER1_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
+    let output = olive_without("OLIVE2022_TIER1_")
         .args(["tier1", "--print-config", "--config"])
         .arg(&file)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let settings: toml::Table = stdout.parse().unwrap();
+    let settings = printed(&output);
     let example: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
     for key in ["listen", "deploy-rate", "forward-timeout"] {
         assert_eq!(settings[key], example[key], "{key}");

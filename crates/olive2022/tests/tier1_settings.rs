@@ -5,35 +5,24 @@
 //! with its name and line.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+use common::settings::{olive_without, printed};
 
 /// `olive2022 tier1 ARGS` with no tier-1 variable from the caller, in
 /// `dir`, plus `env`.
 fn tier1(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_olive2022"));
-    command
+    olive_without("OLIVE2022_TIER1_")
         .arg("tier1")
         .args(args)
         .current_dir(dir)
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OLIVE2022_TIER1_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied()).output().unwrap()
-}
-
-/// The printed settings, parsed back as TOML.
-fn printed(output: &Output) -> toml::Table {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.parse().unwrap()
+        .stdin(Stdio::null())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 mod cloudlet;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
